@@ -1,0 +1,5 @@
+package kvmtest
+
+import "golang.org/x/sys/unix"
+
+var errEINTR = unix.EINTR

@@ -1,0 +1,284 @@
+package kvm
+
+import (
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// VCPU is a virtual CPU: its fd and its mmap'ed kvm_run area.
+type VCPU struct {
+	fd   int
+	id   int
+	mmap []byte
+	run  *RunData
+}
+
+// ID returns the vCPU index it was created with (its APIC ID).
+func (v *VCPU) ID() int { return v.id }
+
+// FD returns the raw vCPU file descriptor.
+func (v *VCPU) FD() int { return v.fd }
+
+// RunData returns the shared kvm_run structure. It stays valid until Close.
+func (v *VCPU) RunData() *RunData { return v.run }
+
+// RunPage returns the whole mmap'ed run area; IO exit data lives in it at the
+// offset the exit reports.
+func (v *VCPU) RunPage() []byte { return v.mmap }
+
+// Close unmaps the run area and closes the vCPU fd. The vCPU must not be
+// running.
+func (v *VCPU) Close() error {
+	if v.fd < 0 {
+		return nil
+	}
+	var err error
+	if v.mmap != nil {
+		err = unix.Munmap(v.mmap)
+		v.mmap, v.run = nil, nil
+	}
+	if e := unix.Close(v.fd); err == nil {
+		err = e
+	}
+	v.fd = -1
+	return err
+}
+
+// Run enters the guest (KVM_RUN) until the next exit to userspace. It returns
+// unix.EINTR when a signal interrupted it (Go's preemption signal does this
+// routinely, and so does a kick); callers retry. It allocates nothing.
+func (v *VCPU) Run() error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(v.fd), reqRun, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// Regs returns the general-purpose registers.
+func (v *VCPU) Regs() (Regs, error) {
+	var r Regs
+	if _, err := ioctl(v.fd, reqGetRegs, ptr(&r)); err != nil {
+		return r, fmt.Errorf("KVM_GET_REGS vCPU %d: %w", v.id, err)
+	}
+	return r, nil
+}
+
+// SetRegs sets the general-purpose registers.
+func (v *VCPU) SetRegs(r Regs) error {
+	if _, err := ioctl(v.fd, reqSetRegs, ptr(&r)); err != nil {
+		return fmt.Errorf("KVM_SET_REGS vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// Sregs returns the special registers.
+func (v *VCPU) Sregs() (Sregs, error) {
+	var s Sregs
+	if _, err := ioctl(v.fd, reqGetSregs, ptr(&s)); err != nil {
+		return s, fmt.Errorf("KVM_GET_SREGS vCPU %d: %w", v.id, err)
+	}
+	return s, nil
+}
+
+// SetSregs sets the special registers.
+func (v *VCPU) SetSregs(s Sregs) error {
+	if _, err := ioctl(v.fd, reqSetSregs, ptr(&s)); err != nil {
+		return fmt.Errorf("KVM_SET_SREGS vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// FPU returns the legacy FPU/SSE state.
+func (v *VCPU) FPU() (FPU, error) {
+	var f FPU
+	if _, err := ioctl(v.fd, reqGetFPU, ptr(&f)); err != nil {
+		return f, fmt.Errorf("KVM_GET_FPU vCPU %d: %w", v.id, err)
+	}
+	return f, nil
+}
+
+// SetFPU sets the legacy FPU/SSE state.
+func (v *VCPU) SetFPU(f FPU) error {
+	if _, err := ioctl(v.fd, reqSetFPU, ptr(&f)); err != nil {
+		return fmt.Errorf("KVM_SET_FPU vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// XSave returns the vCPU's XSAVE image (KVM_GET_XSAVE).
+func (v *VCPU) XSave() (*XSave, error) {
+	x := new(XSave)
+	if _, err := ioctl(v.fd, reqGetXSave, ptr(x)); err != nil {
+		return nil, fmt.Errorf("KVM_GET_XSAVE vCPU %d: %w", v.id, err)
+	}
+	return x, nil
+}
+
+// SetXSave sets the vCPU's XSAVE image (KVM_SET_XSAVE).
+func (v *VCPU) SetXSave(x *XSave) error {
+	if _, err := ioctl(v.fd, reqSetXSave, ptr(x)); err != nil {
+		return fmt.Errorf("KVM_SET_XSAVE vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// msrs is struct kvm_msrs with room for maxMSRs entries.
+type msrs struct {
+	N       uint32
+	_       uint32
+	Entries [maxMSRs]MSREntry
+}
+
+const maxMSRs = 64
+
+// SetMSRs writes model-specific registers. KVM returns how many it set; fewer
+// than asked is reported as an error naming the first one refused.
+func (v *VCPU) SetMSRs(entries []MSREntry) error {
+	if len(entries) > maxMSRs {
+		return fmt.Errorf("KVM_SET_MSRS: %d entries, at most %d", len(entries), maxMSRs)
+	}
+	m := &msrs{N: uint32(len(entries))}
+	copy(m.Entries[:], entries)
+	n, err := ioctl(v.fd, reqSetMSRs, uintptr(unsafe.Pointer(m)))
+	if err != nil {
+		return fmt.Errorf("KVM_SET_MSRS vCPU %d: %w", v.id, err)
+	}
+	if n != len(entries) {
+		return fmt.Errorf("KVM_SET_MSRS vCPU %d: MSR %#x refused", v.id, entries[n].Index)
+	}
+	return nil
+}
+
+// MSRs reads the model-specific registers named by the Index of each entry
+// and fills in their Data.
+func (v *VCPU) MSRs(entries []MSREntry) error {
+	if len(entries) > maxMSRs {
+		return fmt.Errorf("KVM_GET_MSRS: %d entries, at most %d", len(entries), maxMSRs)
+	}
+	m := &msrs{N: uint32(len(entries))}
+	copy(m.Entries[:], entries)
+	n, err := ioctl(v.fd, reqGetMSRs, uintptr(unsafe.Pointer(m)))
+	if err != nil {
+		return fmt.Errorf("KVM_GET_MSRS vCPU %d: %w", v.id, err)
+	}
+	copy(entries, m.Entries[:n])
+	if n != len(entries) {
+		return fmt.Errorf("KVM_GET_MSRS vCPU %d: MSR %#x unreadable", v.id, entries[n].Index)
+	}
+	return nil
+}
+
+// SetCPUID2 sets the CPUID table the guest sees (KVM_SET_CPUID2).
+func (v *VCPU) SetCPUID2(entries []CPUIDEntry) error {
+	if len(entries) > maxCPUIDEntries {
+		return fmt.Errorf("KVM_SET_CPUID2: %d entries, at most %d", len(entries), maxCPUIDEntries)
+	}
+	c := &cpuid2{Nent: uint32(len(entries))}
+	copy(c.Entries[:], entries)
+	if _, err := ioctl(v.fd, reqSetCPUID2, uintptr(unsafe.Pointer(c))); err != nil {
+		return fmt.Errorf("KVM_SET_CPUID2 vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// CPUID2 reads back the CPUID table KVM actually uses (KVM_GET_CPUID2). Some
+// hosts force features back in; comparing with what was set reveals them.
+func (v *VCPU) CPUID2() ([]CPUIDEntry, error) {
+	c := &cpuid2{Nent: maxCPUIDEntries}
+	if _, err := ioctl(v.fd, reqGetCPUID2, uintptr(unsafe.Pointer(c))); err != nil {
+		return nil, fmt.Errorf("KVM_GET_CPUID2 vCPU %d: %w", v.id, err)
+	}
+	return append([]CPUIDEntry(nil), c.Entries[:c.Nent]...), nil
+}
+
+// VCPUEvents returns pending and injected events.
+func (v *VCPU) VCPUEvents() (VCPUEvents, error) {
+	var e VCPUEvents
+	if _, err := ioctl(v.fd, reqGetVCPUEvents, ptr(&e)); err != nil {
+		return e, fmt.Errorf("KVM_GET_VCPU_EVENTS vCPU %d: %w", v.id, err)
+	}
+	return e, nil
+}
+
+// SetVCPUEvents sets pending and injected events, for example to inject an
+// exception.
+func (v *VCPU) SetVCPUEvents(e VCPUEvents) error {
+	if _, err := ioctl(v.fd, reqSetVCPUEvents, ptr(&e)); err != nil {
+		return fmt.Errorf("KVM_SET_VCPU_EVENTS vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// Translate maps a guest-virtual address through the vCPU's current page
+// tables (KVM_TRANSLATE).
+func (v *VCPU) Translate(gva uint64) (Translation, error) {
+	t := Translation{LinearAddress: gva}
+	if _, err := ioctl(v.fd, reqTranslate, ptr(&t)); err != nil {
+		return t, fmt.Errorf("KVM_TRANSLATE vCPU %d %#x: %w", v.id, gva, err)
+	}
+	return t, nil
+}
+
+// MPState returns the vCPU's multiprocessing state.
+func (v *VCPU) MPState() (uint32, error) {
+	var s MPState
+	if _, err := ioctl(v.fd, reqGetMPState, ptr(&s)); err != nil {
+		return 0, fmt.Errorf("KVM_GET_MP_STATE vCPU %d: %w", v.id, err)
+	}
+	return s.State, nil
+}
+
+// SetMPState sets the vCPU's multiprocessing state.
+func (v *VCPU) SetMPState(state uint32) error {
+	s := MPState{State: state}
+	if _, err := ioctl(v.fd, reqSetMPState, ptr(&s)); err != nil {
+		return fmt.Errorf("KVM_SET_MP_STATE vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// LAPIC returns the local APIC register page.
+func (v *VCPU) LAPIC() (*LAPICState, error) {
+	l := new(LAPICState)
+	if _, err := ioctl(v.fd, reqGetLAPIC, ptr(l)); err != nil {
+		return nil, fmt.Errorf("KVM_GET_LAPIC vCPU %d: %w", v.id, err)
+	}
+	return l, nil
+}
+
+// SetLAPIC sets the local APIC register page.
+func (v *VCPU) SetLAPIC(l *LAPICState) error {
+	if _, err := ioctl(v.fd, reqSetLAPIC, ptr(l)); err != nil {
+		return fmt.Errorf("KVM_SET_LAPIC vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// SetGuestDebug configures guest debugging (KVM_SET_GUEST_DEBUG).
+func (v *VCPU) SetGuestDebug(d GuestDebug) error {
+	if _, err := ioctl(v.fd, reqSetGuestDebug, ptr(&d)); err != nil {
+		return fmt.Errorf("KVM_SET_GUEST_DEBUG vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// TSCKHz returns the guest TSC frequency in kHz (KVM_GET_TSC_KHZ).
+func (v *VCPU) TSCKHz() (int, error) {
+	n, err := ioctl(v.fd, reqGetTSCKHz, 0)
+	if err != nil {
+		return 0, fmt.Errorf("KVM_GET_TSC_KHZ vCPU %d: %w", v.id, err)
+	}
+	return n, nil
+}
+
+// KVMClockCtrl tells the guest, through its kvmclock page, that it was paused
+// (KVM_KVMCLOCK_CTRL), so its soft-lockup watchdog does not fire.
+func (v *VCPU) KVMClockCtrl() error {
+	if _, err := ioctl(v.fd, reqKVMClockCtrl, 0); err != nil {
+		return fmt.Errorf("KVM_KVMCLOCK_CTRL vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
