@@ -18,9 +18,9 @@ import (
 
 // Guest-physical layout of a test guest.
 const (
-	GDTAddr  = 0x500
-	IDTAddr  = 0x580 // an empty IDT: any exception triple-faults
-	TSSAddr  = 0x4000
+	GDTAddr = 0x500
+	IDTAddr = 0x580 // an empty IDT: any exception triple-faults
+	TSSAddr = 0x4000
 	// tssLimit covers the TSS, a full 8 KiB I/O bitmap and its 0xFF end byte.
 	tssLimit = 0x68 + 8192
 	PML4Addr = 0x1000
