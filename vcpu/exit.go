@@ -19,6 +19,7 @@ const (
 	KindFallback                  // an instruction the host could not emulate, emulated by gvmm
 	KindIntr                      // KVM_RUN returned EINTR: a signal (Go preemption or a kick)
 	KindOther                     // any other exit reason
+	KindMSR                       // KVM_EXIT_X86_WRMSR/RDMSR: an MSR access sent to userspace
 	NumKinds
 )
 
@@ -26,7 +27,7 @@ var kindNames = [NumKinds]string{
 	KindIOIn: "io-in", KindIOOut: "io-out", KindMMIORead: "mmio-read",
 	KindMMIOWrite: "mmio-write", KindHLT: "hlt", KindShutdown: "shutdown",
 	KindSystemEvent: "system-event", KindInternalError: "internal-error",
-	KindFallback: "fallback", KindIntr: "eintr", KindOther: "other",
+	KindFallback: "fallback", KindIntr: "eintr", KindOther: "other", KindMSR: "msr",
 }
 
 // String returns the kind's short name, such as "io-out".

@@ -34,6 +34,13 @@ type Emulator interface {
 	Unstick(cpu *kvm.VCPU) (op uint8, ok bool, err error)
 	// Describe renders the vCPU state for a report of an unhandled exit.
 	Describe(cpu *kvm.VCPU, insn []byte) string
+	// WriteMSR completes a guest WRMSR that an MSR filter sent to
+	// userspace; false fails it with a #GP.
+	WriteMSR(cpu *kvm.VCPU, index uint32, value uint64) (bool, error)
+	// Debug handles KVM_EXIT_DEBUG at guest address pc: the breakpoints
+	// the Emulator itself set. It returns the op to count and false if the
+	// exit was not its own.
+	Debug(cpu *kvm.VCPU, pc uint64) (op uint8, ok bool, err error)
 }
 
 // Config describes one vCPU's exit handling.
@@ -248,6 +255,34 @@ func (v *VCPU) dispatch() (Kind, error) {
 		default:
 			return KindSystemEvent, &GuestEvent{VCPU: v.id, Event: EventCrash}
 		}
+	case kvm.ExitX86WRMSR:
+		v.rec.Slot = -1
+		index, value, _ := v.run.MSR()
+		v.rec.Addr, v.rec.Data = uint64(index), value
+		ok := false
+		if v.emu != nil {
+			var err error
+			if ok, err = v.emu.WriteMSR(v.cpu, index, value); err != nil {
+				return KindMSR, v.unhandledErr(fmt.Sprintf("WRMSR %#x", index), nil, err)
+			}
+		}
+		v.run.SetMSRResult(!ok, 0)
+		return KindMSR, nil
+	case kvm.ExitDebug:
+		v.rec.Slot = -1
+		_, pc, _, _ := v.run.Debug()
+		if v.emu != nil {
+			op, ok, err := v.emu.Debug(v.cpu, pc)
+			if err != nil {
+				return KindFallback, v.unhandledErr("debug exit", nil, err)
+			}
+			if ok {
+				v.ops[op].Add(1)
+				v.rec.Op = op
+				return KindFallback, nil
+			}
+		}
+		return KindOther, v.unhandled(fmt.Sprintf("debug exit at %#x", pc))
 	case kvm.ExitHLT:
 		// Only without an in-kernel local APIC; the guest is idle. Going
 		// round again is correct, if not efficient.

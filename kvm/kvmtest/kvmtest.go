@@ -39,13 +39,16 @@ const (
 	MemSize = memory.MinSize
 )
 
-// Selectors in the test GDT (Intel SDM vol. 3 section 3.4.2).
+// Selectors in the test GDT (Intel SDM vol. 3 section 3.4.2). They are
+// Linux's (arch/x86/include/asm/segment.h), so that SYSCALL/SYSRET with
+// Linux's MSR_STAR value work: kvm_pvm assumes that layout.
 const (
-	KernelCS = 0x08
-	KernelDS = 0x10
-	UserDS   = 0x18 | 3
-	UserCS   = 0x20 | 3
-	TSSSel   = 0x28
+	KernelCS = 0x10
+	KernelDS = 0x18
+	User32CS = 0x20 | 3
+	UserDS   = 0x28 | 3
+	UserCS   = 0x30 | 3
+	TSSSel   = 0x40
 )
 
 // Options select how the test guest starts.
@@ -164,17 +167,18 @@ func Build(code []byte, opts Options) (_ *Guest, err error) {
 // 2 MiB pages, all user-accessible so CPL3 code can reach its data and MMIO.
 func writeTables(m *memory.Guest) error {
 	le := binary.LittleEndian
-	var gdt [8 * 7]byte
+	var gdt [8 * 10]byte
 	// Descriptor words (Intel SDM vol. 3 section 3.4.5): limit, base, type,
 	// S, DPL, P, L, D/B, G.
-	le.PutUint64(gdt[0x08:], 0x00AF9B000000FFFF) // 64-bit code, DPL0
-	le.PutUint64(gdt[0x10:], 0x00CF93000000FFFF) // data, DPL0
-	le.PutUint64(gdt[0x18:], 0x00CFF3000000FFFF) // data, DPL3
-	le.PutUint64(gdt[0x20:], 0x00AFFB000000FFFF) // 64-bit code, DPL3
+	le.PutUint64(gdt[0x10:], 0x00AF9B000000FFFF) // 64-bit code, DPL0
+	le.PutUint64(gdt[0x18:], 0x00CF93000000FFFF) // data, DPL0
+	le.PutUint64(gdt[0x20:], 0x00CFFB000000FFFF) // 32-bit code, DPL3
+	le.PutUint64(gdt[0x28:], 0x00CFF3000000FFFF) // data, DPL3
+	le.PutUint64(gdt[0x30:], 0x00AFFB000000FFFF) // 64-bit code, DPL3
 	// 64-bit TSS descriptor (16 bytes, SDM vol. 3 section 7.2.3), type 9.
 	tss := uint64(TSSAddr)
-	le.PutUint64(gdt[0x28:], tssLimit&0xFFFF|(tss&0xFFFFFF)<<16|0x89<<40|(tssLimit>>16)<<48|(tss>>24&0xFF)<<56)
-	le.PutUint64(gdt[0x30:], tss>>32)
+	le.PutUint64(gdt[0x40:], tssLimit&0xFFFF|(tss&0xFFFFFF)<<16|0x89<<40|(tssLimit>>16)<<48|(tss>>24&0xFF)<<56)
+	le.PutUint64(gdt[0x48:], tss>>32)
 	if _, err := m.WriteAt(gdt[:], GDTAddr); err != nil {
 		return err
 	}
@@ -225,7 +229,7 @@ func setState(v *kvm.VCPU, user bool) error {
 	}
 	s.DS, s.ES, s.FS, s.GS = s.SS, s.SS, s.SS, s.SS
 	s.TR = kvm.Segment{Base: TSSAddr, Limit: tssLimit, Selector: TSSSel, Type: 0xB, Present: 1}
-	s.GDT = kvm.DTable{Base: GDTAddr, Limit: 0x37}
+	s.GDT = kvm.DTable{Base: GDTAddr, Limit: 0x4F}
 	s.IDT = kvm.DTable{Base: IDTAddr, Limit: 0}
 	// CR0: PE | MP | ET | NE | WP | PG; CR4: PAE | OSFXSR | OSXMMEXCPT;
 	// EFER: LME | LMA (SDM vol. 3 section 9.8.5, initializing IA-32e mode).

@@ -1,0 +1,112 @@
+package kvm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+)
+
+// Capabilities for userspace MSR handling (include/uapi/linux/kvm.h).
+const (
+	CapX86UserSpaceMSR = 188
+	CapX86MSRFilter    = 189
+)
+
+// MSR exit reasons enabled with CapX86UserSpaceMSR (KVM_MSR_EXIT_REASON_*).
+const (
+	MSRExitReasonInval   = 1 << 0
+	MSRExitReasonUnknown = 1 << 1
+	MSRExitReasonFilter  = 1 << 2
+)
+
+// MSR filter flags (KVM_MSR_FILTER_*): a range applies to reads, writes or
+// both; a set bit in its bitmap allows the access, a clear bit denies it
+// (and, with MSRExitReasonFilter, turns it into an exit to userspace).
+const (
+	MSRFilterRead  = 1 << 0
+	MSRFilterWrite = 1 << 1
+)
+
+// MSRFilterRange is one range of a KVM_X86_SET_MSR_FILTER call.
+type MSRFilterRange struct {
+	Flags uint32
+	Base  uint32
+	// Count is the number of MSRs from Base the range covers; Bitmap has
+	// one bit for each, 1 = allow.
+	Count  uint32
+	Bitmap []byte
+}
+
+// msrFilterRange mirrors struct kvm_msr_filter_range, 24 bytes.
+type msrFilterRange struct {
+	Flags  uint32
+	NMSRs  uint32
+	Base   uint32
+	_      uint32
+	Bitmap uintptr
+}
+
+// msrFilter mirrors struct kvm_msr_filter: flags and 16 ranges.
+type msrFilter struct {
+	Flags  uint32
+	_      uint32
+	Ranges [16]msrFilterRange
+}
+
+var reqSetMSRFilter = iow(0xc6, sizeOf[msrFilter]())
+
+// SetMSRFilter installs an MSR filter (KVM_X86_SET_MSR_FILTER); MSRs outside
+// every range are allowed (KVM_MSR_FILTER_DEFAULT_ALLOW).
+func (vm *VM) SetMSRFilter(ranges []MSRFilterRange) error {
+	if len(ranges) > 16 {
+		return fmt.Errorf("KVM_X86_SET_MSR_FILTER: %d ranges, at most 16", len(ranges))
+	}
+	var f msrFilter
+	for i, r := range ranges {
+		if r.Count == 0 || uint64(len(r.Bitmap))*8 < uint64(r.Count) {
+			return fmt.Errorf("KVM_X86_SET_MSR_FILTER: %d MSRs need %d bitmap bytes, have %d", r.Count, (r.Count+7)/8, len(r.Bitmap))
+		}
+		f.Ranges[i] = msrFilterRange{Flags: r.Flags, NMSRs: r.Count, Base: r.Base,
+			Bitmap: uintptr(unsafe.Pointer(&r.Bitmap[0]))}
+	}
+	_, err := ioctl(vm.fd, reqSetMSRFilter, ptr(&f))
+	if err != nil {
+		return fmt.Errorf("KVM_X86_SET_MSR_FILTER: %w", err)
+	}
+	return nil
+}
+
+// MSR decodes the msr member of the exit union (KVM_EXIT_X86_RDMSR and
+// KVM_EXIT_X86_WRMSR): the MSR index, the value written, and why KVM
+// exited.
+func (r *RunData) MSR() (index uint32, data uint64, reason uint32) {
+	e := &r.Exit
+	return binary.LittleEndian.Uint32(e[12:]), binary.LittleEndian.Uint64(e[16:]), binary.LittleEndian.Uint32(e[8:])
+}
+
+// SetMSRResult completes an MSR exit: error != 0 makes the guest take a
+// #GP; for a read, data is the value returned.
+func (r *RunData) SetMSRResult(failed bool, data uint64) {
+	e := &r.Exit
+	e[0] = 0
+	if failed {
+		e[0] = 1
+	}
+	binary.LittleEndian.PutUint64(e[16:], data)
+}
+
+// Guest debug control flags (KVM_GUESTDBG_*).
+const (
+	GuestDebugEnable     = 1 << 0
+	GuestDebugSingleStep = 1 << 1
+	GuestDebugUseSWBP    = 1 << 16
+	GuestDebugUseHWBP    = 1 << 17
+)
+
+// Debug decodes the debug member (KVM_EXIT_DEBUG, struct kvm_debug_exit_arch
+// on x86): the exception vector, the guest RIP, DR6 and DR7.
+func (r *RunData) Debug() (exception uint32, pc, dr6, dr7 uint64) {
+	e := &r.Exit
+	return binary.LittleEndian.Uint32(e[0:]), binary.LittleEndian.Uint64(e[8:]),
+		binary.LittleEndian.Uint64(e[16:]), binary.LittleEndian.Uint64(e[24:])
+}

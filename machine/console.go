@@ -1,0 +1,122 @@
+package machine
+
+import (
+	"io"
+	"sync"
+	"time"
+)
+
+// batchWriter collects guest console output and writes it to the host in
+// batches: when a line ends, when the buffer fills, or after a short delay.
+// The 8250 hands over one byte per guest port write; writing each to the
+// terminal would cost a system call per byte.
+//
+// Write never blocks on the destination: vCPU threads call it while
+// handling an exit. A separate goroutine does the actual writes.
+type batchWriter struct {
+	mu      sync.Mutex
+	buf     []byte
+	spare   []byte
+	dst     io.Writer
+	wake    chan struct{}
+	done    chan struct{}
+	closing bool
+	err     error
+}
+
+const (
+	// batchDelay bounds how long output waits for more bytes before it is
+	// written: short enough to feel immediate at a prompt.
+	batchDelay = 5 * time.Millisecond
+	// batchLimit is the buffer size past which Write drops nothing but
+	// the flusher is woken at once. The buffer may grow beyond it if the
+	// destination is slow; nothing the guest printed is thrown away.
+	batchLimit = 64 << 10
+)
+
+func newBatchWriter(dst io.Writer) *batchWriter {
+	w := &batchWriter{dst: dst, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go w.loop()
+	return w
+}
+
+// Write appends p to the buffer. It always succeeds: a failing destination
+// is reported by Close.
+func (w *batchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.buf = append(w.buf, p...)
+	n := len(w.buf)
+	w.mu.Unlock()
+	if n >= batchLimit || (len(p) > 0 && p[len(p)-1] == '\n') {
+		w.signal()
+	} else if n == len(p) {
+		// First bytes of a new batch: make sure a flush follows soon.
+		w.signal()
+	}
+	return len(p), nil
+}
+
+func (w *batchWriter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *batchWriter) loop() {
+	defer close(w.done)
+	for {
+		<-w.wake
+		w.mu.Lock()
+		closing := w.closing
+		w.mu.Unlock()
+		if !closing {
+			// Let a partial line gather more bytes; a newline or a full
+			// buffer has already signalled and is flushed right after.
+			time.Sleep(batchDelay)
+		}
+		w.flush()
+		if closing {
+			return
+		}
+	}
+}
+
+func (w *batchWriter) flush() {
+	w.mu.Lock()
+	out := w.buf
+	w.buf, w.spare = w.spare[:0], nil
+	w.mu.Unlock()
+	if len(out) > 0 {
+		if _, err := w.dst.Write(out); err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = err
+			}
+			w.mu.Unlock()
+		}
+	}
+	w.mu.Lock()
+	if w.spare == nil {
+		w.spare = out[:0]
+	}
+	w.mu.Unlock()
+}
+
+// Close writes everything still buffered and stops the flusher. Output
+// written after Close is written directly.
+func (w *batchWriter) Close() error {
+	w.mu.Lock()
+	if w.closing {
+		w.mu.Unlock()
+		return w.err
+	}
+	w.closing = true
+	w.mu.Unlock()
+	w.signal()
+	<-w.done
+	w.flush()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}

@@ -1,0 +1,89 @@
+package machine
+
+import (
+	"os"
+	"strings"
+
+	"github.com/gvmm/gvmm/kvm"
+	"github.com/gvmm/gvmm/vcpu/cpuid"
+)
+
+// Host describes the KVM host gvmm runs on, as far as it changes how a guest
+// must be set up.
+type Host struct {
+	// Backend names the KVM implementation: "kvm_pvm" or "kvm".
+	Backend string
+	// EmulatesKernel is true on hosts whose KVM runs guest kernel code
+	// through its instruction emulator (kvm_pvm, a software nested
+	// backend): instructions that emulator lacks must be hidden from the
+	// guest or emulated by gvmm.
+	EmulatesKernel bool
+	// Forced lists features gvmm hid in CPUID that the host put back
+	// (read back with KVM_GET_CPUID2); the guest kernel is told not to use
+	// them on its command line instead.
+	Forced []cpuid.Feature
+}
+
+// pvmModule exists when the kvm_pvm backend provides /dev/kvm.
+const pvmModule = "/sys/module/kvm_pvm"
+
+func detectHost() Host {
+	if _, err := os.Stat(pvmModule); err == nil {
+		return Host{Backend: "kvm_pvm", EmulatesKernel: true}
+	}
+	return Host{Backend: "kvm"}
+}
+
+// emulatorHides are the features whose instructions kvm_pvm's emulator
+// cannot run at CPL0, measured on such a host (docs/nested-kvm.md):
+// cmpxchg16b (SLUB), popcnt (bitmap weights), clac/stac (SMAP, at every
+// interrupt entry), xsave/xrstor (FPU init), and the PCID/INVPCID,
+// FSGSBASE, RDPID and PKU instructions that a kernel uses when it sees
+// them. Hiding them is cheaper than emulating them: an emulated instruction
+// costs an exit.
+var emulatorHides = []cpuid.Feature{
+	cpuid.CX16, cpuid.POPCNT, cpuid.SMAP, cpuid.XSAVE, cpuid.PKU,
+	cpuid.FSGSBASE, cpuid.RDPID, cpuid.INVPCID, cpuid.PCID,
+}
+
+// hides returns the features to remove from the guest's CPUID.
+func (h Host) hides() []cpuid.Feature {
+	if h.EmulatesKernel {
+		return emulatorHides
+	}
+	return nil
+}
+
+// forcedFeatures returns the hidden features that are still set in the
+// table KVM reads back.
+func forcedFeatures(readBack []kvm.CPUIDEntry, hidden []cpuid.Feature) []cpuid.Feature {
+	var out []cpuid.Feature
+	for _, f := range hidden {
+		if cpuid.Has(readBack, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// cmdlineParams returns the kernel parameters that keep the guest off what
+// the host cannot do: `clearcpuid=` with the forced features' names (Linux
+// 5.19 and later take names; `noxsave` is gone from 6.1, whose kernel
+// reports it as an unknown parameter and hands it to init). On emulating
+// hosts, RCU stall warnings are also suppressed,
+// since every kernel instruction there is about 1000 times slower and the
+// warnings (and the backtraces they print through the slow console) would
+// only slow the guest further.
+func (h Host) cmdlineParams() []string {
+	var out, clear []string
+	for _, f := range h.Forced {
+		clear = append(clear, f.Name)
+	}
+	if len(clear) > 0 {
+		out = append(out, "clearcpuid="+strings.Join(clear, ","))
+	}
+	if h.EmulatesKernel {
+		out = append(out, "rcupdate.rcu_cpu_stall_suppress=1")
+	}
+	return out
+}

@@ -1,0 +1,109 @@
+package machine
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"github.com/gvmm/gvmm/vcpu"
+)
+
+// feedConsole copies ConsoleIn to the serial port until EOF or stop. When
+// the UART's input queue is full it waits for the guest to drain it rather
+// than drop bytes.
+func (m *Machine) feedConsole() (stop func()) {
+	if m.cfg.ConsoleIn == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := m.cfg.ConsoleIn.Read(buf)
+			for p := buf[:n]; len(p) > 0; {
+				took := m.serial.Receive(p)
+				p = p[took:]
+				if len(p) == 0 {
+					break
+				}
+				select {
+				case <-m.serial.InputSpace():
+				case <-quit:
+					return
+				}
+			}
+			if err != nil {
+				// EOF (or a read error) ends the input, not the guest: a
+				// CI job's stdin is often empty.
+				if !errors.Is(err, io.EOF) {
+					m.logf("gvmm: console input: %v", err)
+				}
+				return
+			}
+			select {
+			case <-quit:
+				return
+			default:
+			}
+		}
+	}()
+	return func() { close(quit) }
+}
+
+// watchPeriod is how often the watchdog looks at the vCPUs; a vCPU with no
+// exit for two periods is probed.
+const watchPeriod = 500 * time.Millisecond
+
+// watch probes vCPUs that have not exited to userspace for a while, so the
+// Emulator can find and resolve known hangs (the kvm_pvm clock-pairing
+// hypercall that never completes). An idle guest vCPU halted in the kernel
+// is probed too; that costs one exit per second.
+func (m *Machine) watch() (stop func()) {
+	if m.emu == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	go func() {
+		t := time.NewTicker(watchPeriod)
+		defer t.Stop()
+		last := make([]uint64, len(m.vcpus))
+		quiet := make([]int, len(m.vcpus))
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			for i, v := range m.vcpus {
+				n := v.TotalExits()
+				if n != last[i] {
+					last[i], quiet[i] = n, 0
+					continue
+				}
+				if quiet[i]++; quiet[i] >= 2 {
+					quiet[i] = 0
+					v.Probe()
+				}
+			}
+		}
+	}()
+	return func() { close(quit) }
+}
+
+// collect sums the per-vCPU counters into the result.
+func (m *Machine) collect() {
+	m.result.Exits = map[string]uint64{}
+	m.result.Fallbacks = map[string]uint64{}
+	for _, v := range m.vcpus {
+		for k := vcpu.Kind(0); k < vcpu.NumKinds; k++ {
+			if n := v.Exits(k); n > 0 {
+				m.result.Exits[k.String()] += n
+			}
+		}
+		for op := 0; op < 256; op++ {
+			if n := v.Fallbacks(uint8(op)); n > 0 {
+				m.result.Fallbacks[opName(uint8(op))] += n
+			}
+		}
+	}
+}
