@@ -38,7 +38,7 @@ func syscallLoopGuest() []byte {
 	userAt := len(c)
 	c = le.AppendUint64(c, 0) // mov rcx, user
 	c = append(c, 0x49, 0xBB)
-	c = le.AppendUint64(c, 0x3202) // mov r11, IOPL 3 | IF
+	c = le.AppendUint64(c, 0x3202)  // mov r11, IOPL 3 | IF
 	c = append(c, 0x48, 0x0F, 0x07) // sysretq
 	user := kvmtest.CodeAddr + uint64(len(c))
 	c = append(c, 0x0F, 0x05, 0x0F, 0x05, 0xEB, 0xFE) // syscall; syscall; jmp .
