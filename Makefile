@@ -8,6 +8,7 @@
 #   make bench        exit-loop benchmarks with their baselines
 #   make fuzz         run every fuzz target for FUZZTIME each
 
+SHELL    := /bin/bash
 GO       ?= go
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 30s
@@ -30,8 +31,10 @@ vet:
 test: build vet test-unit test-boot-ci
 
 test-unit:
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./machine/... ./devices/... ./vcpu/stats/... ./vcpu/trace/...
+	@mkdir -p tests/out
+	set -o pipefail; $(GO) test -count=1 -v ./... 2>&1 | tee tests/out/unit.log | grep -E '^(ok|FAIL|panic|--- FAIL|--- SKIP|\s+\S+_test.go)' 
+	.ci/check-skips tests/out/unit.log
+	$(GO) test -count=1 -race ./machine/... ./devices/... ./vcpu/... ./cmd/...
 
 # One Linux boot that fits CI's time on a nested host: the small test
 # kernel to GUEST-BOOT-OK, asserting CPU count, memory and exit status.

@@ -89,6 +89,8 @@ type Config struct {
 	Log io.Writer
 	// NoFallback disables the instruction fallback and hang detection.
 	NoFallback bool
+	// KVMDevice is the KVM device node; empty means /dev/kvm.
+	KVMDevice string
 }
 
 // Outcome says how a VM ended.
@@ -147,8 +149,8 @@ type Machine struct {
 	cmdline string
 	emu     vcpu.Emulator
 
-	observe func(i int) vcpu.Observer
-	vcpus   []*vcpu.VCPU
+	hooks Hooks
+	vcpus []*vcpu.VCPU
 
 	endOnce sync.Once
 	done    chan struct{}
@@ -190,7 +192,11 @@ func New(cfg Config) (m *Machine, err error) {
 			m.Close()
 		}
 	}()
-	if m.sys, err = kvm.Open(); err != nil {
+	dev := cfg.KVMDevice
+	if dev == "" {
+		dev = kvm.DevicePath
+	}
+	if m.sys, err = kvm.OpenPath(dev); err != nil {
 		return nil, err
 	}
 	if max := m.sys.MaxVCPUs(); cfg.CPUs > max {
@@ -408,10 +414,6 @@ func (m *Machine) Host() Host { return m.host }
 // BootSetup returns how the kernel was loaded.
 func (m *Machine) BootSetup() *boot.Setup { return m.setup }
 
-// SetObserver attaches statistics or tracing to the vCPUs; f is called once
-// per vCPU index when Run starts. It must be called before Run.
-func (m *Machine) SetObserver(f func(i int) vcpu.Observer) { m.observe = f }
-
 // IRQCounts returns how many interrupts each GSI line raised.
 func (m *Machine) IRQCounts() map[uint32]uint64 {
 	out := map[uint32]uint64{}
@@ -431,8 +433,8 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 	}
 	for i, c := range m.cpus {
 		var obs vcpu.Observer
-		if m.observe != nil {
-			obs = m.observe(i)
+		if m.hooks.VCPU != nil {
+			obs = m.hooks.VCPU(i)
 		}
 		m.vcpus = append(m.vcpus, vcpu.New(vcpu.Config{CPU: c, PIO: &m.pio, MMIO: &m.mmio, Emulator: m.emu, Observer: obs}))
 	}
@@ -502,9 +504,16 @@ func (m *Machine) finish(o Outcome, detail string, err error, value uint32) {
 		}
 		for _, v := range m.vcpus {
 			v.Stop()
+			m.kicked(v.ID())
 		}
 		close(m.done)
 	})
+}
+
+func (m *Machine) kicked(i int) {
+	if m.hooks.Kick != nil {
+		m.hooks.Kick(i)
+	}
 }
 
 func (m *Machine) logf(format string, args ...any) {

@@ -83,6 +83,7 @@ func (m *Machine) watch() (stop func()) {
 				if quiet[i]++; quiet[i] >= 2 {
 					quiet[i] = 0
 					v.Probe()
+					m.kicked(i)
 				}
 			}
 		}

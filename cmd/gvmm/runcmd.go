@@ -33,6 +33,7 @@ type runFlags struct {
 	statsJSON               string
 	trace                   string
 	statsSocket             string
+	kvmDevice               string
 }
 
 func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -52,6 +53,7 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.statsJSON, "stats-json", "", "write per-exit statistics as JSON to `FILE` when the VM ends")
 	fs.StringVar(&f.trace, "trace", "", "stream every exit to `FILE` (read it with gvmm trace)")
 	fs.StringVar(&f.statsSocket, "stats-socket", "", "serve live statistics as JSON on a unix socket at `PATH`")
+	fs.StringVar(&f.kvmDevice, "kvm-device", "/dev/kvm", "KVM device node")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gvmm run --kernel FILE [flags]\n\nFlags:\n%s\nWith a terminal on stdin, Ctrl-A x quits and Ctrl-A h lists the other keys.\nSIGUSR1 prints live statistics on stderr when --stats is on.\n", fs.FlagUsages())
 	}
@@ -89,7 +91,7 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	m, err := machine.New(machine.Config{
 		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline, NoDefaultCmdline: f.noDefaultCmdline,
 		CPUs: f.cpus, Memory: mem, Entry: entry,
-		Console: con.out, ConsoleIn: con.in, Log: log, NoFallback: f.noFallback,
+		Console: con.out, ConsoleIn: con.in, Log: log, NoFallback: f.noFallback, KVMDevice: f.kvmDevice,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "gvmm: %v\n", oneLine(err))

@@ -1,0 +1,93 @@
+#!/bin/sh
+# /test.sh: the slow path of gvmm's test initramfs.
+#
+# /init (guest/init/init.c) runs "/bin/busybox sh /test.sh" when the kernel
+# command line has test=LIST (comma separated), passing LIST in GUEST_TEST
+# and its own verdict so far in GUEST_VERDICT. The script prints its results
+# and hands back to /init for the exit step with "exec /init --exit VERDICT".
+#
+# Every external command is a fork and an exec, which costs seconds on the
+# nested KVM backend of the development machines: use shell builtins (echo,
+# read, [, $(( ))) wherever they do the job.
+#
+# Tests:
+#   blk     GUEST-BLK vda sectors=N, GUEST-BLK-MD5 <md5 of sector 0 of /dev/vda>
+#   net     GUEST-NET-LINK: followed by the output of "ip link"
+#   virtio  GUEST-VIRTIO <dev> device=0x.... vendor=0x.... driver=<name>, one per device
+#   shell   an interactive busybox shell on the console; the exit step follows
+#           when it exits
+# Verdict bits added here: 8 a test failed, 16 an unknown test.
+
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+verdict=${GUEST_VERDICT:-0}
+tests=${GUEST_TEST:-}
+if [ -z "$tests" ]; then
+    # Started by hand: read test= from the command line.
+    read -r cmdline < /proc/cmdline
+    for arg in $cmdline; do
+        case $arg in test=*) tests=${arg#test=} ;; esac
+    done
+fi
+
+test_blk() {
+    # virtio_blk probes synchronously when its module loads, but allow a
+    # late device up to ~5 s.
+    i=0
+    while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if [ ! -b /dev/vda ]; then
+        echo "GUEST-BLK-FAIL no /dev/vda"
+        return 1
+    fi
+    read -r sectors < /sys/block/vda/size
+    echo "GUEST-BLK vda sectors=$sectors"
+    md5=$(dd if=/dev/vda bs=512 count=1 2>/dev/null | md5sum)
+    md5=${md5%% *}
+    if [ ${#md5} -ne 32 ]; then
+        echo "GUEST-BLK-FAIL cannot read sector 0"
+        return 1
+    fi
+    echo "GUEST-BLK-MD5 $md5"
+}
+
+test_net() {
+    echo "GUEST-NET-LINK:"
+    ip link
+}
+
+test_virtio() {
+    for d in /sys/bus/virtio/devices/*; do
+        [ -e "$d" ] || continue
+        read -r dev < "$d/device"
+        read -r vendor < "$d/vendor"
+        drv=none
+        if [ -e "$d/driver" ]; then
+            drv=$(readlink "$d/driver")
+            drv=${drv##*/}
+        fi
+        echo "GUEST-VIRTIO ${d##*/} device=$dev vendor=$vendor driver=$drv"
+    done
+}
+
+oldifs=$IFS
+IFS=,
+# shellcheck disable=SC2086 # split at the commas
+set -- $tests
+IFS=$oldifs
+for t in "$@"; do
+    case $t in
+        blk)    test_blk || verdict=$((verdict | 8)) ;;
+        net)    test_net || verdict=$((verdict | 8)) ;;
+        virtio) test_virtio || verdict=$((verdict | 8)) ;;
+        shell)  setsid cttyhack sh ;;
+        *)      echo "GUEST-TEST-UNKNOWN $t"; verdict=$((verdict | 16)) ;;
+    esac
+done
+
+# shellcheck disable=SC2093 # the lines after it are the fallback
+exec /init --exit "$verdict"
+# Only reached if /init could not be executed.
+echo "GUEST-PANIC exec /init --exit failed"
+poweroff -f

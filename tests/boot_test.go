@@ -1,0 +1,199 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gvmm/gvmm/kvm/kvmtest"
+	"github.com/gvmm/gvmm/machine"
+)
+
+// bootCase is one Linux boot and what it must show.
+type bootCase struct {
+	name   string
+	kernel string // file name in the guest directory
+	initrd string
+	cpus   int
+	memory uint64
+	// initexit picks the guest's last step: "poweroff" (gvmm exits 0) or
+	// "testexit" (the verdict goes to port 0xF4; gvmm exits (v<<1)|1).
+	initexit string
+	// cli runs the gvmm binary instead of the machine package, to check
+	// the command line, its exit status and its peak RSS.
+	cli     bool
+	timeout time.Duration
+	// sets lists the GVMM_BOOT_TESTS values that run this case.
+	sets []string
+}
+
+const (
+	ciKernel     = "vmlinux-ci"
+	debianKernel = "vmlinuz-debian-cloud"
+)
+
+var bootCases = []bootCase{
+	{name: "ci-1cpu-256M-cli", kernel: ciKernel, initrd: "initramfs-min.cpio", cpus: 1, memory: 256 << 20,
+		initexit: "testexit", cli: true, timeout: 25 * time.Minute, sets: []string{"ci", "all"}},
+	{name: "ci-2cpu-4608M", kernel: ciKernel, initrd: "initramfs-min.cpio", cpus: 2, memory: 4608 << 20,
+		initexit: "poweroff", timeout: 40 * time.Minute, sets: []string{"ci", "all"}},
+	{name: "debian-1cpu-1G", kernel: debianKernel, initrd: "initramfs-debian-cloud.cpio", cpus: 1, memory: 1 << 30,
+		initexit: "poweroff", timeout: 90 * time.Minute, sets: []string{"all"}},
+	{name: "debian-2cpu-4608M-cli", kernel: debianKernel, initrd: "initramfs-debian-cloud.cpio", cpus: 2, memory: 4608 << 20,
+		initexit: "testexit", cli: true, timeout: 120 * time.Minute, sets: []string{"all"}},
+}
+
+func guestDir() string {
+	if d := os.Getenv("GUEST_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join("..", ".cache", "guest")
+}
+
+func selected(c bootCase, set string) bool {
+	for _, s := range c.sets {
+		if s == set {
+			return true
+		}
+	}
+	return false
+}
+
+// TestBoot boots the selected kernels to userspace. Each boot checks the
+// console's GUEST-BOOT-OK, the CPU count, MemTotal against --memory (one
+// size above 4 GiB), and how gvmm ended.
+func TestBoot(t *testing.T) {
+	set := os.Getenv("GVMM_BOOT_TESTS")
+	if set == "" {
+		t.Skip("boot tests skipped: set GVMM_BOOT_TESTS=ci or all (make test, make test-boot)")
+	}
+	kvmtest.SkipIfUnavailable(t)
+	dir := guestDir()
+	if _, err := os.Stat(filepath.Join(dir, ciKernel)); err != nil && set == "ci" {
+		// Without the small kernel (no shared cache, no make
+		// guest-kernel), CI boots Debian's kernel instead.
+		t.Logf("%s not in %s: booting %s instead", ciKernel, dir, debianKernel)
+		for i := range bootCases {
+			if bootCases[i].kernel == ciKernel {
+				bootCases[i].kernel, bootCases[i].initrd = debianKernel, "initramfs-debian-cloud.cpio"
+			}
+		}
+	}
+	gvmm := ""
+	for _, c := range bootCases {
+		if selected(c, set) && c.cli && gvmm == "" {
+			gvmm = buildGVMM(t)
+		}
+	}
+	for _, c := range bootCases {
+		if !selected(c, set) {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			for _, f := range []string{c.kernel, c.initrd} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Fatalf("%s missing from %s: run make guest", f, dir)
+				}
+			}
+			runBoot(t, c, dir, gvmm)
+		})
+	}
+}
+
+func buildGVMM(t *testing.T) string {
+	bin := filepath.Join(t.TempDir(), "gvmm")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/gvmm").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+func runBoot(t *testing.T, c bootCase, dir, gvmm string) {
+	logf, err := openLog(c.name)
+	require.NoError(t, err)
+	defer logf.Close()
+	con := newConsole(logf)
+	cmdline := "initexit=" + c.initexit
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	start := time.Now()
+
+	var status int
+	var detail string
+	if c.cli {
+		cmd := exec.CommandContext(ctx, gvmm, "run", "-v",
+			"--kernel", filepath.Join(dir, c.kernel), "--initrd", filepath.Join(dir, c.initrd),
+			"--cpus", strconv.Itoa(c.cpus), "--memory", strconv.FormatUint(c.memory>>20, 10)+"M",
+			"--cmdline", cmdline)
+		cmd.Stdout = con
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &ee):
+			status = ee.ExitCode()
+		default:
+			t.Fatalf("gvmm: %v", err)
+		}
+		detail = stderr.String()
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			t.Logf("%s: peak RSS %d MiB", c.name, ru.Maxrss>>10)
+		}
+	} else {
+		m, err := machine.New(machine.Config{
+			Kernel: filepath.Join(dir, c.kernel), Initrd: filepath.Join(dir, c.initrd),
+			Cmdline: cmdline, CPUs: c.cpus, Memory: c.memory, Console: con,
+		})
+		require.NoError(t, err)
+		defer m.Close()
+		res, err := m.Run(ctx)
+		require.NoError(t, err)
+		detail = fmt.Sprintf("%s: %s; exits %v; fallbacks %v", res.Outcome, res.Detail, res.Exits, res.Fallbacks)
+		if res.Outcome != machine.PowerOff {
+			status = -1
+		}
+	}
+	t.Logf("%s: ended after %v: %s", c.name, time.Since(start).Round(time.Second), strings.TrimSpace(detail))
+	out := con.String()
+	v := values(out)
+
+	if d, ok := con.when("GUEST-BOOT-OK"); ok {
+		t.Logf("%s: GUEST-BOOT-OK after %v", c.name, d.Round(time.Second))
+	}
+	require.Contains(t, out, "GUEST-BOOT-OK", "no GUEST-BOOT-OK; console tail:\n%s\n%s", con.tail(30), detail)
+	assert.Equal(t, strconv.Itoa(c.cpus), v["GUEST-NPROC"], "guest CPU count")
+	assertMemTotal(t, v["GUEST-MEM"], c.memory)
+	assert.Equal(t, "0", v["GUEST-VERDICT"], "the guest's own checks")
+	switch c.initexit {
+	case "poweroff":
+		assert.Equal(t, 0, status, "gvmm ends with a guest power off: %s", detail)
+	case "testexit":
+		assert.Equal(t, 1, status, "gvmm exits with (verdict<<1)|1 = 1: %s", detail)
+	}
+}
+
+// assertMemTotal checks "MemTotal: N kB" against the RAM given: the kernel
+// keeps part of RAM for itself (page structs, its image), never more.
+func assertMemTotal(t *testing.T, line string, memory uint64) {
+	t.Helper()
+	f := strings.Fields(line)
+	require.Len(t, f, 3, "GUEST-MEM line %q", line)
+	kb, err := strconv.ParseUint(f[1], 10, 64)
+	require.NoError(t, err)
+	got := kb << 10
+	assert.LessOrEqual(t, got, memory, "MemTotal above --memory")
+	assert.GreaterOrEqual(t, got, memory/100*90, "MemTotal %d MiB is less than 90%% of --memory %d MiB", got>>20, memory>>20)
+}
