@@ -161,7 +161,7 @@ type Machine struct {
 // New creates the VM, loads the kernel and prepares every vCPU. Errors name
 // their cause in one line: a missing or bad kernel, a memory size or vCPU
 // count the host cannot give, KVM unavailable.
-func New(cfg Config) (m *Machine, err error) {
+func New(cfg Config) (*Machine, error) {
 	if cfg.CPUs < 1 {
 		return nil, fmt.Errorf("--cpus %d: a VM needs at least one vCPU", cfg.CPUs)
 	}
@@ -186,9 +186,10 @@ func New(cfg Config) (m *Machine, err error) {
 		}
 	}
 
-	m = &Machine{cfg: cfg, host: detectHost(), done: make(chan struct{})}
+	m := &Machine{cfg: cfg, host: detectHost(), done: make(chan struct{})}
+	ready := false
 	defer func() {
-		if err != nil {
+		if !ready {
 			m.Close()
 		}
 	}()
@@ -245,6 +246,7 @@ func New(cfg Config) (m *Machine, err error) {
 	}
 	m.logf("gvmm: host %s; kernel %s (%s, %s), entry %#x; command line: %s",
 		m.host.Backend, cfg.Kernel, m.setup.Format, m.setup.Compression, m.setup.CPU.RIP, m.cmdline)
+	ready = true
 	return m, nil
 }
 

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gvmm/gvmm/kvm"
+	"github.com/gvmm/gvmm/machine"
+)
+
+// tinyELF returns an x86-64 ELF executable with one PT_LOAD segment of
+// code at physical 16 MiB: enough for the loader, not a real kernel.
+func tinyELF() []byte {
+	le := binary.LittleEndian
+	const phoff, load = 64, 0x1000000
+	code := []byte{0xF4} // hlt
+	b := make([]byte, 0x1000+len(code))
+	copy(b, "\x7fELF")
+	b[4], b[5], b[6] = 2, 1, 1 // ELFCLASS64, little-endian, version
+	le.PutUint16(b[16:], 2)    // ET_EXEC
+	le.PutUint16(b[18:], 62)   // EM_X86_64
+	le.PutUint32(b[20:], 1)
+	le.PutUint64(b[24:], load) // e_entry
+	le.PutUint64(b[32:], phoff)
+	le.PutUint16(b[52:], 64) // e_ehsize
+	le.PutUint16(b[54:], 56) // e_phentsize
+	le.PutUint16(b[56:], 1)  // e_phnum
+	ph := b[phoff:]
+	le.PutUint32(ph[0:], 1) // PT_LOAD
+	le.PutUint32(ph[4:], 5) // R+X
+	le.PutUint64(ph[8:], 0x1000)
+	le.PutUint64(ph[16:], 0xffffffff81000000)
+	le.PutUint64(ph[24:], load)
+	le.PutUint64(ph[32:], uint64(len(code)))
+	le.PutUint64(ph[40:], uint64(len(code)))
+	le.PutUint64(ph[48:], 0x200000)
+	copy(b[0x1000:], code)
+	return b
+}
+
+// bzImageHeader returns the first sectors of a bzImage whose setup header
+// says protocol version, with setupSects setup sectors (Linux boot
+// protocol, "The real-mode kernel header").
+func bzImageHeader(version uint16, setupSects byte, size int) []byte {
+	b := make([]byte, size)
+	b[0x1f1] = setupSects
+	binary.LittleEndian.PutUint16(b[0x1fe:], 0xAA55)
+	copy(b[0x202:], "HdrS")
+	binary.LittleEndian.PutUint16(b[0x206:], version)
+	return b
+}
+
+func write(t *testing.T, name string, data []byte) string {
+	p := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(p, data, 0o644))
+	return p
+}
+
+// TestBadInput checks that every kind of bad input gets one line on stderr
+// naming the problem and the usage status, never a stack trace.
+func TestBadInput(t *testing.T) {
+	kernel := write(t, "vmlinux", tinyELF())
+	notKernel := write(t, "notes.txt", bytes.Repeat([]byte("not a kernel\n"), 100))
+	truncated := write(t, "bzImage", bzImageHeader(0x020f, 30, 2048))
+	old := write(t, "old-bzImage", bzImageHeader(0x0204, 4, 5*512+4096))
+	bigInitrd := filepath.Join(t.TempDir(), "initrd")
+	f, err := os.Create(bigInitrd)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(64<<20)) // sparse: costs no disk
+	f.Close()
+
+	kvmOK, _ := kvm.Available()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    string
+		needKVM bool
+	}{
+		{"no kernel flag", []string{"run"}, "--kernel is required", false},
+		{"unknown flag", []string{"run", "--kernel", kernel, "--bogus"}, "unknown flag: --bogus", false},
+		{"missing kernel", []string{"run", "-k", "/nonexistent/bzImage"}, "/nonexistent/bzImage: no such file or directory", false},
+		{"unreadable kernel", []string{"run", "-k", t.TempDir()}, "is a directory", false},
+		{"not a kernel", []string{"run", "-k", notKernel}, "not a Linux kernel", false},
+		{"truncated bzImage", []string{"run", "-k", truncated}, "the file has only 2048 bytes", false},
+		{"old boot protocol", []string{"run", "-k", old}, "2.04", false},
+		{"bad memory size", []string{"run", "-k", kernel, "-m", "lots"}, "invalid size", false},
+		{"memory too small", []string{"run", "-k", kernel, "-m", "1M"}, "too small", false},
+		{"memory too large", []string{"run", "-k", kernel, "-m", "64T"}, "more than this host has", false},
+		{"zero cpus", []string{"run", "-k", kernel, "-c", "0"}, "at least one vCPU", false},
+		{"no kvm", []string{"run", "-k", kernel, "--kvm-device", "/nonexistent/kvm"}, "/nonexistent/kvm does not exist", false},
+		{"too many cpus", []string{"run", "-k", kernel, "-c", "100000"}, "allows at most", true},
+		{"initrd too large", []string{"run", "-k", kernel, "-m", "32M", "-i", bigInitrd}, "initrd", true},
+		{"command line too long", []string{"run", "-k", kernel, "-p", strings.Repeat("x", 4096)}, "command line", true},
+		{"bad entry", []string{"run", "-k", kernel, "--entry", "sideways"}, "--entry", false},
+		{"stray argument", []string{"run", "-k", kernel, "extra"}, "unexpected argument", false},
+		{"unknown command", []string{"fly"}, "unknown command", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.needKVM && !kvmOK {
+				t.Skip("KVM tests skipped: this case reaches KVM setup and /dev/kvm is unavailable")
+			}
+			var stdout, stderr bytes.Buffer
+			status := run(tc.args, strings.NewReader(""), &stdout, &stderr)
+			assert.Equal(t, statusUsage, status, "stderr: %s", stderr.String())
+			msg := stderr.String()
+			assert.Contains(t, msg, tc.want)
+			assert.NotContains(t, msg, "goroutine")
+			assert.NotContains(t, msg, "panic")
+			if tc.name != "unknown flag" {
+				// pflag adds its usage after the error line.
+				assert.Equal(t, 1, strings.Count(msg, "\n"), "one line: %q", msg)
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+	}{
+		{"512", 512 << 20}, {"512M", 512 << 20}, {"512m", 512 << 20}, {"1G", 1 << 30},
+		{"1GiB", 1 << 30}, {"1.5G", 3 << 29}, {"65536K", 64 << 20}, {"2T", 2 << 40}, {"4608MB", 4608 << 20},
+	} {
+		got, err := parseSize(tc.in)
+		require.NoError(t, err, tc.in)
+		assert.Equal(t, tc.want, got, tc.in)
+	}
+	for _, bad := range []string{"", "G", "-1G", "0", "1X", "NaN", "1e30G"} {
+		_, err := parseSize(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		res  machine.Result
+		want int
+	}{
+		{machine.Result{Outcome: machine.PowerOff}, 0},
+		{machine.Result{Outcome: machine.Reset}, 4},
+		{machine.Result{Outcome: machine.Failed}, 6},
+		{machine.Result{Outcome: machine.Stopped}, 8},
+		{machine.Result{Outcome: machine.TestExit, TestExitValue: 0}, 1},
+		{machine.Result{Outcome: machine.TestExit, TestExitValue: 1}, 3},
+		{machine.Result{Outcome: machine.TestExit, TestExitValue: 0x7F}, 0xFF},
+		{machine.Result{Outcome: machine.TestExit, TestExitValue: 0x80}, 1},
+	} {
+		assert.Equal(t, tc.want, exitStatus(&tc.res), "%+v", tc.res)
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	assert.Equal(t, 0, run([]string{"--version"}, nil, &out, &errb))
+	assert.Contains(t, out.String(), "gvmm ")
+	out.Reset()
+	assert.Equal(t, 0, run([]string{"--help"}, nil, &out, &errb))
+	assert.Contains(t, out.String(), "gvmm run")
+	errb.Reset()
+	assert.Equal(t, 0, run([]string{"run", "--help"}, nil, &out, &errb))
+	assert.Contains(t, errb.String(), "--kernel")
+	assert.Contains(t, errb.String(), "--cpus")
+	assert.Contains(t, errb.String(), "--memory")
+}
+
+func TestEscapeReader(t *testing.T) {
+	quit := 0
+	var help bytes.Buffer
+	r := &escapeReader{r: strings.NewReader("ab\x01\x01c\x01hd\x01xzz"), quit: func() { quit++ }, help: &help}
+	got := make([]byte, 64)
+	var all []byte
+	for {
+		n, err := r.Read(got)
+		all = append(all, got[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	assert.Equal(t, "ab\x01cd", string(all))
+	assert.Equal(t, 1, quit)
+	assert.Contains(t, help.String(), "Ctrl-A x")
+}
