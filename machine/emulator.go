@@ -18,16 +18,13 @@ func newEmulator(mem *memory.Guest, cpus int) *emulator {
 	return &emulator{mem: mem, traps: make([]fallback.SyscallTrap, cpus)}
 }
 
-// opSyscall counts SYSCALLs completed by the trap.
-const opSyscall = uint8(fallback.NumOps)
-
 func (e *emulator) WriteMSR(cpu *kvm.VCPU, index uint32, value uint64) (bool, error) {
 	return e.traps[cpu.ID()].WriteMSR(cpu, index, value)
 }
 
 func (e *emulator) Debug(cpu *kvm.VCPU, pc uint64) (uint8, bool, error) {
 	ok, err := e.traps[cpu.ID()].Debug(cpu, pc)
-	return opSyscall, ok, err
+	return uint8(fallback.OpSyscall), ok, err
 }
 
 func (e *emulator) Emulate(cpu *kvm.VCPU, insn []byte) (uint8, error) {
@@ -45,9 +42,4 @@ func (e *emulator) Describe(cpu *kvm.VCPU, insn []byte) string {
 }
 
 // opName names a fallback op for results and statistics.
-func opName(op uint8) string {
-	if op == opSyscall {
-		return "syscall"
-	}
-	return fallback.Op(op).String()
-}
+func opName(op uint8) string { return fallback.Op(op).String() }
