@@ -18,7 +18,7 @@ func TestOpString(t *testing.T) {
 	for op, want := range map[Op]string{
 		OpInt3: "int3", OpPopcnt: "popcnt", OpClac: "clac", OpStac: "stac",
 		OpFwait: "fwait", OpFxsave: "fxsave", OpFxrstor: "fxrstor",
-		OpCmpxchg16b: "cmpxchg16b", OpClockPairing: "clock-pairing", NumOps: "Op(10)",
+		OpCmpxchg16b: "cmpxchg16b", OpClockPairing: "clock-pairing", OpSyscall: "syscall", NumOps: "Op(11)",
 	} {
 		assert.Equal(t, want, op.String())
 	}
