@@ -8,23 +8,33 @@ import (
 
 // emulator adapts the instruction fallback to the vCPU loop.
 type emulator struct {
-	mem *memory.Guest
+	mem  *memory.Guest
+	logf func(format string, args ...any)
 	// traps holds each vCPU's SYSCALL trap, used only on hosts that need
 	// it (see fallback.SyscallTrap) and only from that vCPU's thread.
 	traps []fallback.SyscallTrap
 }
 
-func newEmulator(mem *memory.Guest, cpus int) *emulator {
-	return &emulator{mem: mem, traps: make([]fallback.SyscallTrap, cpus)}
+func newEmulator(mem *memory.Guest, cpus int, logf func(string, ...any)) *emulator {
+	return &emulator{mem: mem, logf: logf, traps: make([]fallback.SyscallTrap, cpus)}
 }
 
 func (e *emulator) WriteMSR(cpu *kvm.VCPU, index uint32, value uint64) (bool, error) {
-	return e.traps[cpu.ID()].WriteMSR(cpu, index, value)
+	t := &e.traps[cpu.ID()]
+	ok, err := t.WriteMSR(cpu, e.mem, index, value)
+	if ok && err == nil {
+		e.logf("gvmm: vCPU %d: guest set LSTAR to %#x; SYSCALL trap armed there and at the #PF handler %#x", cpu.ID(), value, t.PageFaultHandler())
+	}
+	return ok, err
 }
 
 func (e *emulator) Debug(cpu *kvm.VCPU, pc uint64) (uint8, bool, error) {
-	ok, err := e.traps[cpu.ID()].Debug(cpu, pc)
-	return uint8(fallback.OpSyscall), ok, err
+	mine, completed, err := e.traps[cpu.ID()].Debug(cpu, e.mem, pc)
+	if !completed {
+		// A step over a breakpoint, or a genuine page fault passing by.
+		return uint8(fallback.OpSyscallStep), mine, err
+	}
+	return uint8(fallback.OpSyscall), mine, err
 }
 
 func (e *emulator) Emulate(cpu *kvm.VCPU, insn []byte) (uint8, error) {

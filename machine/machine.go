@@ -58,8 +58,9 @@ const (
 	i8042Port    = 0x60
 	rtcPort      = 0x70
 	testExitPort = 0xF4
-	acpiPMPort   = 0x600
+	acpiPMPort   = 0x600 // PM1a event block; PM1a control at +4, reset register at +6
 	acpiReset    = 0x01
+	sciIRQ       = 9
 )
 
 // Config describes a VM.
@@ -242,7 +243,7 @@ func New(cfg Config) (*Machine, error) {
 		return nil, err
 	}
 	if !cfg.NoFallback {
-		m.emu = newEmulator(m.mem, cfg.CPUs)
+		m.emu = newEmulator(m.mem, cfg.CPUs, m.logf)
 	}
 	m.logf("gvmm: host %s; kernel %s (%s, %s), entry %#x; command line: %s",
 		m.host.Backend, cfg.Kernel, m.setup.Format, m.setup.Compression, m.setup.CPU.RIP, m.cmdline)
@@ -343,7 +344,7 @@ func (m *Machine) createDevices() {
 	must(m.pio.Insert(devices.NewACPIPower(
 		func() { m.end(PowerOff, "ACPI S5", nil) },
 		func() { m.end(Reset, "ACPI reset register", nil) },
-	), "acpi-pm", acpiPMPort, 3))
+	), "acpi-pm", acpiPMPort, devices.ACPIPowerSize))
 }
 
 func (m *Machine) irqLine(gsi uint32) *irqLine {
@@ -356,7 +357,7 @@ func (m *Machine) writeACPI() (uint64, error) {
 	tables, rsdp, err := acpi.Build(acpi.Config{
 		CPUs: m.cfg.CPUs, Base: acpiBase, Size: acpiSize,
 		IOAPICAddr: ioapicAddr, LAPICAddr: lapicAddr,
-		SleepControlPort: acpiPMPort, SleepStatusPort: acpiPMPort + 1, ResetPort: acpiPMPort + 2,
+		SCIIRQ: sciIRQ, PM1EventPort: acpiPMPort, PM1ControlPort: acpiPMPort + 4, ResetPort: acpiPMPort + 6,
 		ResetValue: acpiReset,
 	})
 	if err != nil {

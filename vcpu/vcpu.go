@@ -187,8 +187,13 @@ func (v *VCPU) Run() error {
 			kind = KindIntr
 			v.rec.Reason, v.rec.Addr, v.rec.Size, v.rec.Slot = 0, 0, 0, -1
 			if v.probe.Swap(false) && v.emu != nil {
-				if err := v.unstick(); err != nil {
+				resolved, err := v.unstick()
+				if err != nil {
 					return err
+				}
+				if resolved {
+					// Counted and observed as the fallback it was.
+					kind = KindFallback
 				}
 			}
 		} else {
@@ -216,17 +221,16 @@ func (v *VCPU) Run() error {
 	}
 }
 
-func (v *VCPU) unstick() error {
+func (v *VCPU) unstick() (bool, error) {
 	op, ok, err := v.emu.Unstick(v.cpu)
 	if err != nil {
-		return fmt.Errorf("vCPU %d: %w", v.id, err)
+		return false, fmt.Errorf("vCPU %d: %w", v.id, err)
 	}
 	if ok {
 		v.ops[op].Add(1)
 		v.rec.Op = op
-		v.exits[KindFallback].Add(1)
 	}
-	return nil
+	return ok, nil
 }
 
 // dispatch handles the exit KVM_RUN just reported.

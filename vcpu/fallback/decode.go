@@ -95,13 +95,14 @@ const (
 	OpCmpxchg16b             // cmpxchg16b m128 (REX.W 0F C7 /1)
 	OpClockPairing           // vmcall/vmmcall with RAX = KVM_HC_CLOCK_PAIRING
 	OpSyscall                // SYSCALL completed by SyscallTrap
+	OpSyscallStep            // a SyscallTrap exit that completed nothing: a step, a genuine #PF
 	NumOps
 )
 
 var opNames = [NumOps]string{
 	OpNone: "none", OpInt3: "int3", OpPopcnt: "popcnt", OpClac: "clac",
 	OpStac: "stac", OpFwait: "fwait", OpFxsave: "fxsave", OpFxrstor: "fxrstor",
-	OpCmpxchg16b: "cmpxchg16b", OpClockPairing: "clock-pairing", OpSyscall: "syscall",
+	OpCmpxchg16b: "cmpxchg16b", OpClockPairing: "clock-pairing", OpSyscall: "syscall", OpSyscallStep: "syscall-trap-step",
 }
 
 // String returns the instruction's mnemonic, such as "popcnt".

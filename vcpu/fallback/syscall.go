@@ -1,6 +1,7 @@
 package fallback
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/gvmm/gvmm/kvm"
@@ -14,6 +15,7 @@ const (
 	msrSFMASK = 0xC0000084
 	rflagsRF  = 1 << 16
 	rflagsFix = 1 << 1 // reserved, always 1
+	vectorPF  = 14
 )
 
 // SyscallCPU is what the SYSCALL trap needs of a vCPU; *kvm.VCPU has it.
@@ -25,23 +27,36 @@ type SyscallCPU interface {
 	MSRs([]kvm.MSREntry) error
 	SetMSRs([]kvm.MSREntry) error
 	SetGuestDebug(kvm.GuestDebug) error
+	Translate(gva uint64) (kvm.Translation, error)
 }
 
-// SyscallTrap completes SYSCALL for hosts that do not. On kvm_pvm, a
-// SYSCALL from guest user mode of a guest kernel that is not PVM-aware sets
-// RIP to the guest's LSTAR (and RCX, R11 as the instruction does) but leaves
-// the vCPU in user mode, so the kernel's entry code faults on its first
-// fetch. The trap puts a hardware instruction breakpoint (DR0, through
-// KVM_SET_GUEST_DEBUG) on LSTAR; when a vCPU arrives there in user mode, the
-// VMM does the rest of SYSCALL: CS and SS from STAR, CPL 0, RFLAGS masked
-// by SFMASK. KVM's own SET_SREGS switches the host's notion of the mode.
+// SyscallTrap completes SYSCALL for hosts that do not. On kvm_pvm, a SYSCALL
+// from guest user mode of a guest kernel that is not PVM-aware moves RIP to
+// the guest's LSTAR (RCX and R11 are set as the instruction sets them) but
+// leaves the vCPU in user mode. The kernel's entry code is in supervisor
+// pages, so its first fetch takes a page fault, which the host delivers to
+// the guest as a user-mode #PF at RIP = LSTAR: Linux kills the process
+// ("segfault at ffffffff81400040 ip ffffffff81400040 ... error 15").
 //
-// The guest writes LSTAR once per CPU while it boots; an MSR filter turns
-// that write into an exit (WriteMSR) so the breakpoint follows it.
+// The trap watches for that with two hardware instruction breakpoints
+// (KVM_SET_GUEST_DEBUG): DR0 on the guest's #PF handler, where it finds
+// such faults by their exception frame (user CS, RIP = LSTAR) and turns
+// them back into the SYSCALL entry the host should have made; and DR1 on
+// LSTAR itself, for hosts that run the entry in user mode without faulting
+// (seen when the entry page is user-accessible). In both cases it does the
+// rest of SYSCALL: CS and SS from STAR at CPL 0 (KVM_SET_SREGS switches the
+// host's notion of the mode), RFLAGS = R11 & ~SFMASK.
 //
-// One SyscallTrap serves one vCPU; it is used from that vCPU's thread only.
+// Every genuine page fault then costs two exits: the breakpoint and a
+// single step over the handler's first instruction with the breakpoints
+// off (the host does not honour RFLAGS.RF there). The guest writes LSTAR
+// once per CPU while it boots, after its IDT is set up; an MSR filter turns
+// that write into an exit (WriteMSR), which arms the breakpoints.
+//
+// One SyscallTrap serves one vCPU, from that vCPU's thread only.
 type SyscallTrap struct {
 	lstar    uint64
+	pf       uint64
 	armed    bool
 	stepping bool
 }
@@ -55,7 +70,7 @@ func SyscallFilter() kvm.MSRFilterRange {
 // WriteMSR completes a guest WRMSR that the filter sent to userspace. It
 // returns false for MSRs it does not handle (the caller then fails the
 // access).
-func (t *SyscallTrap) WriteMSR(cpu SyscallCPU, index uint32, value uint64) (bool, error) {
+func (t *SyscallTrap) WriteMSR(cpu SyscallCPU, mem Memory, index uint32, value uint64) (bool, error) {
 	if index != msrLSTAR {
 		return false, nil
 	}
@@ -64,78 +79,165 @@ func (t *SyscallTrap) WriteMSR(cpu SyscallCPU, index uint32, value uint64) (bool
 	if err := cpu.SetMSRs([]kvm.MSREntry{{Index: msrLSTAR, Data: value}}); err != nil {
 		return true, err
 	}
-	return true, t.arm(cpu, value)
+	// Without a #PF gate yet (a guest that sets LSTAR before its IDT),
+	// only the breakpoint on LSTAR is set.
+	pf, _ := pageFaultHandler(cpu, mem)
+	t.lstar, t.pf, t.armed = value, pf, true
+	return true, t.arm(cpu)
 }
 
-func (t *SyscallTrap) arm(cpu SyscallCPU, lstar uint64) error {
-	// DR7: L0 (bit 0) enables DR0 as an instruction breakpoint (R/W0 = 00,
-	// LEN0 = 00), SDM vol. 3B section 17.2.4.
+// PageFaultHandler returns where the trap found the guest's #PF handler (0
+// before the guest set LSTAR).
+func (t *SyscallTrap) PageFaultHandler() uint64 { return t.pf }
+
+// pageFaultHandler reads the #PF gate of the guest's IDT: a 16-byte 64-bit
+// interrupt gate whose offset is split over bytes 0-1, 6-7 and 8-11 (SDM
+// vol. 3A section 6.14.1).
+func pageFaultHandler(cpu SyscallCPU, mem Memory) (uint64, error) {
+	s, err := cpu.Sregs()
+	if err != nil {
+		return 0, err
+	}
+	if s.IDT.Limit < vectorPF*16+15 {
+		return 0, fmt.Errorf("the guest IDT (limit %#x) has no #PF gate", s.IDT.Limit)
+	}
+	var g [16]byte
+	if err := readVirt(cpu, mem, s.IDT.Base+vectorPF*16, g[:]); err != nil {
+		return 0, fmt.Errorf("reading the #PF gate: %w", err)
+	}
+	le := binary.LittleEndian
+	return uint64(le.Uint16(g[0:])) | uint64(le.Uint16(g[6:]))<<16 | uint64(le.Uint32(g[8:]))<<32, nil
+}
+
+// arm sets DR0 on the #PF handler and DR1 on LSTAR, both instruction
+// breakpoints (DR7 L0 and L1, R/W and LEN 00; SDM vol. 3B section 17.2.4).
+func (t *SyscallTrap) arm(cpu SyscallCPU) error {
 	d := kvm.GuestDebug{Control: kvm.GuestDebugEnable | kvm.GuestDebugUseHWBP}
-	d.DebugReg[0] = lstar
-	d.DebugReg[7] = 1
-	if err := cpu.SetGuestDebug(d); err != nil {
-		return err
+	d.DebugReg[0], d.DebugReg[1] = t.pf, t.lstar
+	d.DebugReg[7] = 1 << 2
+	if t.pf != 0 {
+		d.DebugReg[7] |= 1 << 0
 	}
-	t.lstar, t.armed = lstar, true
-	return nil
+	return cpu.SetGuestDebug(d)
 }
 
-// Debug handles KVM_EXIT_DEBUG. It returns true if the exit was the trap's:
-// the breakpoint, after which SYSCALL has been completed, or the single
-// step over the first kernel instruction, after which the breakpoint is set
-// again.
-//
-// The single step is needed because the breakpoint would fire again when
-// the kernel, now in kernel mode, executes the instruction at LSTAR: kvm_pvm
-// does not honour RFLAGS.RF there.
-func (t *SyscallTrap) Debug(cpu SyscallCPU, pc uint64) (bool, error) {
-	if t.stepping {
+// step runs one instruction with the breakpoints off; the next debug exit
+// re-arms them.
+func (t *SyscallTrap) step(cpu SyscallCPU) error {
+	t.stepping = true
+	return cpu.SetGuestDebug(kvm.GuestDebug{Control: kvm.GuestDebugEnable | kvm.GuestDebugSingleStep})
+}
+
+// Debug handles KVM_EXIT_DEBUG at guest address pc. It returns whether the
+// exit was the trap's, and whether a SYSCALL was completed.
+func (t *SyscallTrap) Debug(cpu SyscallCPU, mem Memory, pc uint64) (mine, completed bool, err error) {
+	switch {
+	case t.stepping:
 		t.stepping = false
-		return true, t.arm(cpu, t.lstar)
+		return true, false, t.arm(cpu)
+	case !t.armed:
+		return false, false, nil
+	case pc == t.pf && t.pf != 0:
+		return t.atPageFault(cpu, mem)
+	case pc == t.lstar:
+		return t.atLSTAR(cpu)
 	}
-	if !t.armed || pc != t.lstar {
-		return false, nil
-	}
+	return false, false, nil
+}
+
+// atPageFault looks at the exception frame the #PF handler is about to see:
+// error code, RIP, CS, RFLAGS, RSP, SS from RSP up (SDM vol. 3A section
+// 6.14.2). A fault at RIP = LSTAR from user mode is the host's half-done
+// SYSCALL: the frame is dropped and the entry completed. Any other fault is
+// the guest's own.
+func (t *SyscallTrap) atPageFault(cpu SyscallCPU, mem Memory) (bool, bool, error) {
 	r, err := cpu.Regs()
 	if err != nil {
-		return true, err
+		return true, false, err
+	}
+	var f [48]byte
+	if err := readVirt(cpu, mem, r.RSP, f[:]); err != nil {
+		return true, false, fmt.Errorf("SYSCALL trap: reading the #PF frame: %w", err)
+	}
+	le := binary.LittleEndian
+	rip, cs, rsp := le.Uint64(f[8:]), le.Uint64(f[16:]), le.Uint64(f[32:])
+	if rip != t.lstar || cs&3 != 3 {
+		return true, false, t.step(cpu)
+	}
+	r.RSP = rsp
+	return true, true, t.enter(cpu, r)
+}
+
+// atLSTAR completes SYSCALL for a vCPU that reached LSTAR in user mode.
+func (t *SyscallTrap) atLSTAR(cpu SyscallCPU) (bool, bool, error) {
+	r, err := cpu.Regs()
+	if err != nil {
+		return true, false, err
 	}
 	s, err := cpu.Sregs()
 	if err != nil {
-		return true, err
+		return true, false, err
 	}
 	if s.CS.DPL == 0 {
-		// Already in kernel mode: the host did SYSCALL properly (or the
-		// kernel jumped here itself). Step over the breakpoint.
-		r.RFLAGS |= rflagsRF
-		return true, cpu.SetRegs(r)
+		// Already in kernel mode: the host did SYSCALL properly.
+		return true, false, t.step(cpu)
 	}
+	if err := t.enter(cpu, r); err != nil {
+		return true, false, err
+	}
+	// The kernel now runs the instruction at LSTAR, where DR1 would fire
+	// again.
+	return true, true, t.step(cpu)
+}
+
+// enter puts the vCPU where SYSCALL leaves it: at LSTAR, CPL 0, CS and SS
+// from STAR[47:32], RFLAGS = R11 & ~SFMASK (R11 holds the user RFLAGS,
+// saved by the instruction itself), RCX the return address.
+func (t *SyscallTrap) enter(cpu SyscallCPU, r kvm.Regs) error {
 	m := []kvm.MSREntry{{Index: msrSTAR}, {Index: msrSFMASK}}
 	if err := cpu.MSRs(m); err != nil {
-		return true, err
+		return err
 	}
 	star, sfmask := m[0].Data, m[1].Data
-	// SYSCALL: CS.Selector = STAR[47:32] & 0xFFFC, SS.Selector = that + 8,
-	// flat 64-bit code and data at DPL 0; RFLAGS = R11 & ~SFMASK (R11 holds
-	// the user RFLAGS, saved by the instruction itself).
+	s, err := cpu.Sregs()
+	if err != nil {
+		return err
+	}
 	sel := uint16(star>>32) &^ 3
 	s.CS = kvm.Segment{Limit: 0xFFFFFFFF, Selector: sel, Type: 0xB, Present: 1, S: 1, L: 1, G: 1}
 	s.SS = kvm.Segment{Limit: 0xFFFFFFFF, Selector: sel + 8, Type: 0x3, Present: 1, S: 1, DB: 1, G: 1}
 	if err := cpu.SetSregs(s); err != nil {
-		return true, err
+		return err
 	}
-	check, err := cpu.Sregs()
-	if err != nil {
-		return true, err
+	if check, err := cpu.Sregs(); err != nil {
+		return err
+	} else if check.CS.DPL != 0 {
+		return fmt.Errorf("SYSCALL trap: the host kept the vCPU in user mode after KVM_SET_SREGS")
 	}
-	if check.CS.DPL != 0 {
-		return true, fmt.Errorf("SYSCALL trap: the host kept the vCPU in user mode after KVM_SET_SREGS")
-	}
+	r.RIP = t.lstar
 	r.RFLAGS = r.R11&^sfmask | rflagsFix
-	if err := cpu.SetRegs(r); err != nil {
-		return true, err
+	return cpu.SetRegs(r)
+}
+
+// readVirt reads guest-virtual memory through the vCPU's page tables, a
+// page at a time.
+func readVirt(cpu SyscallCPU, mem Memory, va uint64, p []byte) error {
+	for len(p) > 0 {
+		tr, err := cpu.Translate(va)
+		if err != nil {
+			return err
+		}
+		if tr.Valid == 0 {
+			return fmt.Errorf("guest address %#x is not mapped", va)
+		}
+		n := 4096 - int(va&4095)
+		if n > len(p) {
+			n = len(p)
+		}
+		if _, err := mem.ReadAt(p[:n], int64(tr.PhysicalAddress)); err != nil {
+			return err
+		}
+		p, va = p[n:], va+uint64(n)
 	}
-	// Step over the instruction at LSTAR with the breakpoint off.
-	t.stepping = true
-	return true, cpu.SetGuestDebug(kvm.GuestDebug{Control: kvm.GuestDebugEnable | kvm.GuestDebugSingleStep})
+	return nil
 }

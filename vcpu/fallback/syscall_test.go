@@ -12,65 +12,66 @@ import (
 	"github.com/gvmm/gvmm/kvm/kvmtest"
 )
 
-// syscallLoopGuest enables SYSCALL at CPL0 (writing LSTAR with WRMSR), drops
-// to CPL3 with SYSRET and makes two SYSCALLs there. The handler reads CR0
-// (which faults unless it runs at CPL0), counts in RBX, returns with SYSRET
-// after the first and reports the count on port 0xF4 after the second.
-func syscallLoopGuest() []byte {
+// Addresses of the supervisor-only part of the SYSCALL test guests: one
+// 2 MiB page without the U/S bit, as a kernel's text is.
+const (
+	superPage   = 0x200000
+	superEntry  = superPage         // the SYSCALL entry (LSTAR)
+	superPF     = superPage + 0x100 // the #PF handler
+	unmappedVA  = 0x600000          // a 2 MiB page left not present
+	syscallBody = "\x0F\x20\xC0" +  // mov rax, cr0: faults unless at CPL0
+		"\x48\xFF\xC3" // inc rbx
+)
+
+// asm assembles the test guests' few instruction forms.
+type asm struct{ c []byte }
+
+func (a *asm) b(bs ...byte) { a.c = append(a.c, bs...) }
+func (a *asm) wrmsr(msr uint32, v uint64) {
 	le := binary.LittleEndian
-	var c []byte
-	wrmsr := func(msr uint32, v uint64) {
-		c = append(c, 0xB9)
-		c = le.AppendUint32(c, msr) // mov ecx, msr
-		c = append(c, 0xB8)
-		c = le.AppendUint32(c, uint32(v)) // mov eax, lo
-		c = append(c, 0xBA)
-		c = le.AppendUint32(c, uint32(v>>32)) // mov edx, hi
-		c = append(c, 0x0F, 0x30)             // wrmsr
-	}
-	wrmsr(0xC0000080, 1<<0|1<<8|1<<10) // EFER: SCE | LME | LMA
-	wrmsr(msrSTAR, uint64(kvmtest.User32CS&^3)<<48|uint64(kvmtest.KernelCS)<<32)
-	wrmsr(msrSFMASK, 1<<9|1<<10) // clear IF and DF on entry
-	lstarAt := len(c)
-	wrmsr(msrLSTAR, 0)
-	c = append(c, 0x31, 0xDB) // xor ebx, ebx
-	c = append(c, 0x48, 0xB9)
-	userAt := len(c)
-	c = le.AppendUint64(c, 0) // mov rcx, user
-	c = append(c, 0x49, 0xBB)
-	c = le.AppendUint64(c, 0x3202)  // mov r11, IOPL 3 | IF
-	c = append(c, 0x48, 0x0F, 0x07) // sysretq
-	user := kvmtest.CodeAddr + uint64(len(c))
-	c = append(c, 0x0F, 0x05, 0x0F, 0x05, 0xEB, 0xFE) // syscall; syscall; jmp .
-	handler := kvmtest.CodeAddr + uint64(len(c))
-	c = append(c,
-		0x0F, 0x20, 0xC0, // mov rax, cr0
-		0x48, 0xFF, 0xC3, // inc rbx
-		0x48, 0x83, 0xFB, 0x02, // cmp rbx, 2
-		0x74, 0x03, // je report
-		0x48, 0x0F, 0x07, // sysretq
-		0x89, 0xD8, 0xE6, 0xF4, // report: mov eax, ebx; out 0xf4, al
-	)
-	le.PutUint64(c[userAt:], user)
-	le.PutUint32(c[lstarAt+6:], uint32(handler))
-	return c
+	a.b(0xB9)
+	a.c = le.AppendUint32(a.c, msr) // mov ecx, msr
+	a.b(0xB8)
+	a.c = le.AppendUint32(a.c, uint32(v)) // mov eax, lo
+	a.b(0xBA)
+	a.c = le.AppendUint32(a.c, uint32(v>>32)) // mov edx, hi
+	a.b(0x0F, 0x30)                           // wrmsr
 }
 
-// TestSyscallTrap runs the guest with the trap installed and checks that
-// both SYSCALLs reached the handler at CPL0. On hosts whose KVM completes
-// SYSCALL itself the breakpoint is hit in kernel mode and stepped over.
-func TestSyscallTrap(t *testing.T) {
-	g := kvmtest.New(t, syscallLoopGuest(), kvmtest.Options{})
+// syscallGuest enables SYSCALL at CPL0 (writing LSTAR = entry with WRMSR,
+// then clearing DR7 and DR0 as Linux's cpu_init does), drops to CPL3 with
+// SYSRET and runs user: it returns the code and the offset of user in it.
+func syscallGuest(entry uint64, user []byte) []byte {
+	var a asm
+	a.wrmsr(0xC0000080, 1<<0|1<<8|1<<10) // EFER: SCE | LME | LMA
+	a.wrmsr(msrSTAR, uint64(kvmtest.User32CS&^3)<<48|uint64(kvmtest.KernelCS)<<32)
+	a.wrmsr(msrSFMASK, 1<<9|1<<10) // clear IF and DF on entry
+	a.wrmsr(msrLSTAR, entry)
+	a.b(0x31, 0xC0, 0x0F, 0x23, 0xF8) // xor eax, eax; mov dr7, rax
+	a.b(0x0F, 0x23, 0xC0)             // mov dr0, rax
+	a.b(0x31, 0xDB)                   // xor ebx, ebx
+	a.b(0x48, 0xB9)                   // mov rcx, user
+	userAt := len(a.c)
+	a.c = binary.LittleEndian.AppendUint64(a.c, 0)
+	a.b(0x49, 0xBB) // mov r11, IOPL 3 | IF
+	a.c = binary.LittleEndian.AppendUint64(a.c, 0x3202)
+	a.b(0x48, 0x0F, 0x07) // sysretq
+	binary.LittleEndian.PutUint64(a.c[userAt:], kvmtest.CodeAddr+uint64(len(a.c)))
+	return append(a.c, user...)
+}
+
+// runTrap runs a guest with the SYSCALL trap until it writes to port 0xF4
+// and returns the value and the number of SYSCALLs the trap completed.
+func runTrap(t *testing.T, g *kvmtest.Guest) (byte, int) {
 	if n, _ := g.VM.CheckExtension(kvm.CapX86MSRFilter); n <= 0 {
 		t.Skip("KVM tests skipped: no KVM_CAP_X86_MSR_FILTER on this host")
 	}
 	require.NoError(t, g.VM.EnableCap(kvm.CapX86UserSpaceMSR, kvm.MSRExitReasonFilter))
 	require.NoError(t, g.VM.SetMSRFilter([]kvm.MSRFilterRange{SyscallFilter()}))
-
 	var trap SyscallTrap
-	var msrExits, trapped int
+	completed := 0
 	run := g.VCPU.RunData()
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 1000; i++ {
 		if err := g.VCPU.Run(); err != nil {
 			require.ErrorIs(t, err, unix.EINTR)
 			continue
@@ -78,31 +79,94 @@ func TestSyscallTrap(t *testing.T) {
 		switch run.ExitReason {
 		case kvm.ExitX86WRMSR:
 			idx, val, _ := run.MSR()
-			ok, err := trap.WriteMSR(g.VCPU, idx, val)
+			ok, err := trap.WriteMSR(g.VCPU, g.Mem, idx, val)
 			require.NoError(t, err)
 			require.True(t, ok, "only LSTAR is filtered, got %#x", idx)
 			run.SetMSRResult(false, 0)
-			msrExits++
 		case kvm.ExitDebug:
 			_, pc, _, _ := run.Debug()
-			ok, err := trap.Debug(g.VCPU, pc)
+			mine, done, err := trap.Debug(g.VCPU, g.Mem, pc)
 			require.NoError(t, err)
-			require.True(t, ok, "breakpoint at %#x is not the trap's", pc)
-			trapped++
+			require.True(t, mine, "breakpoint at %#x is not the trap's", pc)
+			if done {
+				completed++
+			}
 		case kvm.ExitIO:
 			_, _, port, _, off := run.IO()
 			require.Equal(t, uint16(0xF4), port)
-			assert.Equal(t, byte(2), g.VCPU.RunPage()[off], "both SYSCALLs reach the handler at CPL0")
-			assert.Equal(t, 1, msrExits, "the LSTAR write exits once")
-			// Each completed SYSCALL costs the breakpoint exit and the
-			// single step after it.
-			assert.LessOrEqual(t, trapped, 4)
-			t.Logf("LSTAR writes trapped: %d, trap exits: %d", msrExits, trapped)
-			return
+			return g.VCPU.RunPage()[off], completed
 		default:
 			r, _ := g.VCPU.Regs()
 			t.Fatalf("unexpected exit %s at RIP %#x", kvm.ExitName(run.ExitReason), r.RIP)
 		}
 	}
 	t.Fatal("the guest never reported")
+	return 0, 0
+}
+
+// TestSyscallTrapUserEntry has the SYSCALL entry in a user-accessible page:
+// the host then runs it in user mode, and the breakpoint on LSTAR catches
+// it. Two SYSCALLs, then the entry reports how many it saw at CPL0.
+func TestSyscallTrapUserEntry(t *testing.T) {
+	user := []byte{0x0F, 0x05, 0x0F, 0x05, 0xEB, 0xFE} // syscall; syscall; jmp .
+	code := syscallGuest(0, user)
+	entry := kvmtest.CodeAddr + uint64(len(code))
+	code = syscallGuest(entry, user)
+	code = append(code, syscallBody...)
+	code = append(code,
+		0x48, 0x83, 0xFB, 0x02, // cmp rbx, 2
+		0x74, 0x03, // je report
+		0x48, 0x0F, 0x07, // sysretq
+		0x89, 0xD8, 0xE6, 0xF4, // report: mov eax, ebx; out 0xf4, al
+	)
+	g := kvmtest.New(t, code, kvmtest.Options{})
+	v, completed := runTrap(t, g)
+	assert.Equal(t, byte(2), v, "both SYSCALLs reach the entry at CPL0")
+	assert.LessOrEqual(t, completed, 2)
+	t.Logf("SYSCALLs completed by the trap: %d (0 means the host did them)", completed)
+}
+
+// TestSyscallTrapSupervisorEntry has the SYSCALL entry in a supervisor-only
+// page, as a kernel has it: kvm_pvm then delivers a user-mode #PF at LSTAR,
+// which the trap catches at the #PF handler. The user code makes two
+// SYSCALLs, then touches an unmapped page: that genuine #PF must reach the
+// handler, which reports how many SYSCALLs the entry saw.
+func TestSyscallTrapSupervisorEntry(t *testing.T) {
+	user := []byte{
+		0x0F, 0x05, 0x0F, 0x05, // syscall; syscall
+		0x8A, 0x04, 0x25, 0x00, 0x00, 0x60, 0x00, // mov al, [unmappedVA]
+		0xEB, 0xFE, // jmp .
+	}
+	g := kvmtest.New(t, syscallGuest(superEntry, user), kvmtest.Options{})
+	le := binary.LittleEndian
+	entry := append([]byte(syscallBody), 0x48, 0x0F, 0x07) // ...; sysretq
+	_, err := g.Mem.WriteAt(entry, superEntry)
+	require.NoError(t, err)
+	_, err = g.Mem.WriteAt([]byte{0x89, 0xD8, 0xE6, 0xF4}, superPF) // mov eax, ebx; out 0xf4, al
+	require.NoError(t, err)
+	// Page directory: the supervisor page without U/S, the unmapped page
+	// not present (Intel SDM vol. 3A section 4.5).
+	var pde [8]byte
+	le.PutUint64(pde[:], superPage|1|2|0x80)
+	_, err = g.Mem.WriteAt(pde[:], kvmtest.PDAddr+8*(superPage>>21))
+	require.NoError(t, err)
+	_, err = g.Mem.WriteAt(make([]byte, 8), kvmtest.PDAddr+8*(unmappedVA>>21))
+	require.NoError(t, err)
+	// IDT with a #PF gate: a present 64-bit interrupt gate, DPL 0.
+	var gate [16]byte
+	le.PutUint16(gate[0:], uint16(superPF&0xFFFF))
+	le.PutUint16(gate[2:], kvmtest.KernelCS)
+	gate[5] = 0x8E
+	le.PutUint16(gate[6:], uint16(superPF>>16&0xFFFF))
+	_, err = g.Mem.WriteAt(gate[:], kvmtest.IDTAddr+16*vectorPF)
+	require.NoError(t, err)
+	s, err := g.VCPU.Sregs()
+	require.NoError(t, err)
+	s.IDT = kvm.DTable{Base: kvmtest.IDTAddr, Limit: 16*(vectorPF+1) - 1}
+	require.NoError(t, g.VCPU.SetSregs(s))
+
+	v, completed := runTrap(t, g)
+	assert.Equal(t, byte(2), v, "both SYSCALLs reach the entry at CPL0, then the real #PF reaches its handler")
+	assert.LessOrEqual(t, completed, 2)
+	t.Logf("SYSCALLs completed by the trap: %d (0 means the host did them)", completed)
 }
