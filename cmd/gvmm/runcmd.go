@@ -140,6 +140,8 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if log != nil {
 		fmt.Fprintf(log, "gvmm: first KVM_RUN %v after process start; ran %v\n",
 			res.Started.Sub(processStart).Round(time.Microsecond), res.Ended.Sub(res.Started).Round(time.Millisecond))
+		fmt.Fprintf(log, "gvmm: exits to userspace by kind: %v\n", res.Exits)
+		fmt.Fprintf(log, "gvmm: instruction fallbacks: %v\n", res.Fallbacks)
 	}
 	if err := obs.finish(res, stderr); err != nil {
 		fmt.Fprintf(stderr, "gvmm: %v\n", oneLine(err))
