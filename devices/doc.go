@@ -2,7 +2,7 @@
 // Linux guest needs on a PC-like machine: an 8250/16550A UART, enough of an
 // i8042 keyboard controller to probe and to reset the machine, an MC146818
 // CMOS RTC, a test-exit port like QEMU's isa-debug-exit, and the
-// hardware-reduced ACPI sleep and reset registers.
+// ACPI PM1 and reset registers.
 //
 // A device knows nothing of the VMM around it. It sees offsets relative to
 // the base it was inserted at (see Device), an IRQLine it may raise or lower,
@@ -13,7 +13,7 @@
 //	0x60, 0x64   I8042                     Insert(kbd, "i8042", 0x60, I8042Size)
 //	0x70-0x71    RTC (IRQ 8, never raised) Insert(rtc, "rtc", 0x70, RTCSize)
 //	0xF4         TestExit                  Insert(exit, "test-exit", 0xF4, 1 to 4)
-//	0x600-0x602  ACPIPower                 Insert(acpi, "acpi-power", 0x600, ACPIPowerSize)
+//	0x600-0x607  ACPIPower                 Insert(acpi, "acpi-power", 0x600, ACPIPowerSize)
 //
 // # The guest is untrusted
 //

@@ -13,10 +13,12 @@ type emulator struct {
 	// traps holds each vCPU's SYSCALL trap, used only on hosts that need
 	// it (see fallback.SyscallTrap) and only from that vCPU's thread.
 	traps []fallback.SyscallTrap
+	// seen records, per vCPU, that its first fallback has been logged.
+	seen []bool
 }
 
 func newEmulator(mem *memory.Guest, cpus int, logf func(string, ...any)) *emulator {
-	return &emulator{mem: mem, logf: logf, traps: make([]fallback.SyscallTrap, cpus)}
+	return &emulator{mem: mem, logf: logf, traps: make([]fallback.SyscallTrap, cpus), seen: make([]bool, cpus)}
 }
 
 func (e *emulator) WriteMSR(cpu *kvm.VCPU, index uint32, value uint64) (bool, error) {
@@ -38,13 +40,31 @@ func (e *emulator) Debug(cpu *kvm.VCPU, pc uint64) (uint8, bool, error) {
 }
 
 func (e *emulator) Emulate(cpu *kvm.VCPU, insn []byte) (uint8, error) {
+	var before kvm.Regs
+	first := e.logf != nil && !e.seen[cpu.ID()]
+	if first {
+		before, _ = cpu.Regs()
+	}
 	op, err := fallback.Emulate(cpu, e.mem, insn)
+	if first && err == nil {
+		e.seen[cpu.ID()] = true
+		after, _ := cpu.Regs()
+		s, _ := cpu.Sregs()
+		e.logf("gvmm: vCPU %d: first instruction fallback: %s at RIP %#x -> %#x (CS %#x L=%d DB=%d DPL=%d, EFER %#x)",
+			cpu.ID(), op, before.RIP, after.RIP, s.CS.Selector, s.CS.L, s.CS.DB, s.CS.DPL, s.EFER)
+	}
 	return uint8(op), err
 }
 
 func (e *emulator) Unstick(cpu *kvm.VCPU) (uint8, bool, error) {
 	ok, err := fallback.SkipClockPairing(cpu, e.mem)
-	return uint8(fallback.OpClockPairing), ok, err
+	if err != nil {
+		// A vCPU that cannot be inspected is not on the hang we know:
+		// an AP waiting for its startup IPI sits at the reset vector,
+		// outside RAM. Leave it alone.
+		return 0, false, nil
+	}
+	return uint8(fallback.OpClockPairing), ok, nil
 }
 
 func (e *emulator) Describe(cpu *kvm.VCPU, insn []byte) string {
