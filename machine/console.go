@@ -11,31 +11,49 @@ import (
 // The 8250 hands over one byte per guest port write; writing each to the
 // terminal would cost a system call per byte.
 //
-// Write never blocks on the destination: vCPU threads call it while
-// handling an exit. A separate goroutine does the actual writes.
+// Write does not block on the destination: vCPU threads call it while
+// handling an exit, and a separate goroutine does the actual writes. Only
+// when the destination has fallen batchMax bytes behind (a terminal paused
+// with Ctrl-S, a full pipe) does Write wait for it, so that a guest printing
+// without end cannot grow the VMM's memory without bound; nothing is dropped.
 type batchWriter struct {
 	mu      sync.Mutex
+	drained *sync.Cond // signalled after each flush
 	buf     []byte
 	spare   []byte
 	dst     io.Writer
 	wake    chan struct{}
 	done    chan struct{}
 	closing bool
+	noWait  bool // set when the VM ends: vCPU threads must not wait any more
 	err     error
+}
+
+// release stops Write from waiting for a slow destination, so that vCPU
+// threads can return when the VM ends; the output is still all written by
+// Close.
+func (w *batchWriter) release() {
+	w.mu.Lock()
+	w.noWait = true
+	w.drained.Broadcast()
+	w.mu.Unlock()
 }
 
 const (
 	// batchDelay bounds how long output waits for more bytes before it is
 	// written: short enough to feel immediate at a prompt.
 	batchDelay = 5 * time.Millisecond
-	// batchLimit is the buffer size past which Write drops nothing but
-	// the flusher is woken at once. The buffer may grow beyond it if the
-	// destination is slow; nothing the guest printed is thrown away.
+	// batchLimit is the buffer size past which the flusher is woken at
+	// once rather than after batchDelay.
 	batchLimit = 64 << 10
+	// batchMax is how far the destination may fall behind before Write
+	// waits for it.
+	batchMax = 8 << 20
 )
 
 func newBatchWriter(dst io.Writer) *batchWriter {
 	w := &batchWriter{dst: dst, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w.drained = sync.NewCond(&w.mu)
 	go w.loop()
 	return w
 }
@@ -44,6 +62,10 @@ func newBatchWriter(dst io.Writer) *batchWriter {
 // is reported by Close.
 func (w *batchWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
+	for len(w.buf) >= batchMax && !w.closing && !w.noWait {
+		w.signal()
+		w.drained.Wait()
+	}
 	w.buf = append(w.buf, p...)
 	n := len(w.buf)
 	w.mu.Unlock()
@@ -97,9 +119,10 @@ func (w *batchWriter) flush() {
 		}
 	}
 	w.mu.Lock()
-	if w.spare == nil {
+	if w.spare == nil && cap(out) <= batchMax {
 		w.spare = out[:0]
 	}
+	w.drained.Broadcast()
 	w.mu.Unlock()
 }
 
@@ -112,6 +135,7 @@ func (w *batchWriter) Close() error {
 		return w.err
 	}
 	w.closing = true
+	w.drained.Broadcast()
 	w.mu.Unlock()
 	w.signal()
 	<-w.done

@@ -71,3 +71,46 @@ func TestBatchWriterLosesNothing(t *testing.T) {
 	require.NoError(t, w.Close())
 	assert.Equal(t, want.String(), dst.buf.String())
 }
+
+// slowWriter blocks until released, like a paused terminal.
+type slowWriter struct {
+	release chan struct{}
+	mu      sync.Mutex
+	n       int
+}
+
+func (s *slowWriter) Write(p []byte) (int, error) {
+	<-s.release
+	s.mu.Lock()
+	s.n += len(p)
+	s.mu.Unlock()
+	return len(p), nil
+}
+
+// TestBatchWriterBounded checks that a stuck destination makes Write wait
+// once batchMax bytes are pending, instead of buffering without bound, and
+// that everything arrives once it moves again.
+func TestBatchWriterBounded(t *testing.T) {
+	dst := &slowWriter{release: make(chan struct{})}
+	w := newBatchWriter(dst)
+	chunk := make([]byte, 1<<20)
+	wrote := make(chan int, 64)
+	go func() {
+		for i := 0; i < 32; i++ {
+			w.Write(chunk)
+			wrote <- i
+		}
+		close(wrote)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	w.mu.Lock()
+	pending := len(w.buf)
+	w.mu.Unlock()
+	assert.LessOrEqual(t, pending, batchMax+len(chunk), "buffer bounded while the destination is stuck")
+	assert.Less(t, len(wrote), 32, "writers wait")
+	close(dst.release)
+	for range wrote {
+	}
+	require.NoError(t, w.Close())
+	assert.Equal(t, 32<<20, dst.n, "nothing lost")
+}

@@ -509,6 +509,7 @@ func (m *Machine) finish(o Outcome, detail string, err error, value uint32) {
 			v.Stop()
 			m.kicked(v.ID())
 		}
+		m.console.release()
 		close(m.done)
 	})
 }
