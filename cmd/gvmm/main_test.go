@@ -11,39 +11,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gvmm/gvmm/boot/boottest"
 	"github.com/gvmm/gvmm/kvm"
 	"github.com/gvmm/gvmm/machine"
 )
-
-// tinyELF returns an x86-64 ELF executable with one PT_LOAD segment of
-// code at physical 16 MiB: enough for the loader, not a real kernel.
-func tinyELF() []byte {
-	le := binary.LittleEndian
-	const phoff, load = 64, 0x1000000
-	code := []byte{0xF4} // hlt
-	b := make([]byte, 0x1000+len(code))
-	copy(b, "\x7fELF")
-	b[4], b[5], b[6] = 2, 1, 1 // ELFCLASS64, little-endian, version
-	le.PutUint16(b[16:], 2)    // ET_EXEC
-	le.PutUint16(b[18:], 62)   // EM_X86_64
-	le.PutUint32(b[20:], 1)
-	le.PutUint64(b[24:], load) // e_entry
-	le.PutUint64(b[32:], phoff)
-	le.PutUint16(b[52:], 64) // e_ehsize
-	le.PutUint16(b[54:], 56) // e_phentsize
-	le.PutUint16(b[56:], 1)  // e_phnum
-	ph := b[phoff:]
-	le.PutUint32(ph[0:], 1) // PT_LOAD
-	le.PutUint32(ph[4:], 5) // R+X
-	le.PutUint64(ph[8:], 0x1000)
-	le.PutUint64(ph[16:], 0xffffffff81000000)
-	le.PutUint64(ph[24:], load)
-	le.PutUint64(ph[32:], uint64(len(code)))
-	le.PutUint64(ph[40:], uint64(len(code)))
-	le.PutUint64(ph[48:], 0x200000)
-	copy(b[0x1000:], code)
-	return b
-}
 
 // bzImageHeader returns the first sectors of a bzImage whose setup header
 // says protocol version, with setupSects setup sectors (Linux boot
@@ -66,7 +37,7 @@ func write(t *testing.T, name string, data []byte) string {
 // TestBadInput checks that every kind of bad input gets one line on stderr
 // naming the problem and the usage status, never a stack trace.
 func TestBadInput(t *testing.T) {
-	kernel := write(t, "vmlinux", tinyELF())
+	kernel := write(t, "vmlinux", boottest.ELF([]byte{0xF4}))
 	notKernel := write(t, "notes.txt", bytes.Repeat([]byte("not a kernel\n"), 100))
 	truncated := write(t, "bzImage", bzImageHeader(0x020f, 30, 2048))
 	old := write(t, "old-bzImage", bzImageHeader(0x0204, 4, 5*512+4096))
