@@ -301,7 +301,11 @@ func Emulate(cpu CPU, mem Memory, insn []byte) (Op, error) {
 				return op, err
 			}
 		}
-		if err := s.inject(ex); err != nil {
+		done, err := s.deliver(ex)
+		if err == nil && !done {
+			err = s.inject(ex)
+		}
+		if err != nil {
 			return op, fmt.Errorf("%s at RIP %#x: %w", s.in, s.regs.RIP, err)
 		}
 		return op, nil
