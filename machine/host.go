@@ -70,7 +70,7 @@ func forcedFeatures(readBack []kvm.CPUIDEntry, hidden []cpuid.Feature) []cpuid.F
 // the host cannot do: `clearcpuid=` with the forced features' names (Linux
 // 5.19 and later take names; `noxsave` is gone from 6.1, whose kernel
 // reports it as an unknown parameter and hands it to init). On emulating
-// hosts, RCU stall warnings are also suppressed,
+// hosts, RCU stall warnings and the lockup watchdogs are also turned off,
 // since every kernel instruction there is about 1000 times slower and the
 // warnings (and the backtraces they print through the slow console) would
 // only slow the guest further.
@@ -83,7 +83,10 @@ func (h Host) cmdlineParams() []string {
 		out = append(out, "clearcpuid="+strings.Join(clear, ","))
 	}
 	if h.EmulatesKernel {
-		out = append(out, "rcupdate.rcu_cpu_stall_suppress=1")
+		// The soft-lockup watchdog fires for the same reason and prints
+		// backtraces through the slow console (26 s "stuck" in a Debian
+		// kernel's ftrace record check here).
+		out = append(out, "rcupdate.rcu_cpu_stall_suppress=1", "nowatchdog")
 	}
 	return out
 }
