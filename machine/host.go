@@ -40,10 +40,15 @@ func detectHost() Host {
 // interrupt entry), xsave/xrstor (FPU init), and the PCID/INVPCID,
 // FSGSBASE, RDPID and PKU instructions that a kernel uses when it sees
 // them. Hiding them is cheaper than emulating them: an emulated instruction
-// costs an exit.
+// costs an exit. The SIMD extensions go too: a distribution kernel runs its
+// crypto and checksum self-tests with them (SSSE3, SSE4.x, AES-NI, PCLMUL,
+// SHA-NI) in kernel mode at boot, and the emulator runs none of them. The
+// guest's user space, which runs natively, loses them as well.
 var emulatorHides = []cpuid.Feature{
 	cpuid.CX16, cpuid.POPCNT, cpuid.SMAP, cpuid.XSAVE, cpuid.PKU,
 	cpuid.FSGSBASE, cpuid.RDPID, cpuid.INVPCID, cpuid.PCID,
+	cpuid.PCLMULQDQ, cpuid.SSSE3, cpuid.FMA, cpuid.SSE41, cpuid.SSE42,
+	cpuid.AES, cpuid.F16C, cpuid.SHA, cpuid.GFNI, cpuid.VAES, cpuid.VPCLMULQDQ,
 }
 
 // hides returns the features to remove from the guest's CPUID.

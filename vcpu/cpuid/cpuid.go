@@ -47,6 +47,20 @@ var (
 	SMAP     = Feature{"smap", 7, 0, EBX, 20}
 	PKU      = Feature{"pku", 7, 0, ECX, 3}
 	RDPID    = Feature{"rdpid", 7, 0, ECX, 22}
+	// SIMD extensions a kernel uses for crypto and checksums inside
+	// kernel_fpu_begin sections. Names are Linux's (/proc/cpuinfo), so that
+	// clearcpuid= takes them.
+	PCLMULQDQ  = Feature{"pclmulqdq", 1, 0, ECX, 1}
+	SSSE3      = Feature{"ssse3", 1, 0, ECX, 9}
+	FMA        = Feature{"fma", 1, 0, ECX, 12}
+	SSE41      = Feature{"sse4_1", 1, 0, ECX, 19}
+	SSE42      = Feature{"sse4_2", 1, 0, ECX, 20}
+	AES        = Feature{"aes", 1, 0, ECX, 25}
+	F16C       = Feature{"f16c", 1, 0, ECX, 29}
+	SHA        = Feature{"sha_ni", 7, 0, EBX, 29}
+	GFNI       = Feature{"gfni", 7, 0, ECX, 8}
+	VAES       = Feature{"vaes", 7, 0, ECX, 9}
+	VPCLMULQDQ = Feature{"vpclmulqdq", 7, 0, ECX, 10}
 	// Hypervisor is the "running under a hypervisor" bit (leaf 1 ECX 31),
 	// always set.
 	Hypervisor = Feature{"hypervisor", 1, 0, ECX, 31}

@@ -96,6 +96,8 @@ const (
 	OpClockPairing           // vmcall/vmmcall with RAX = KVM_HC_CLOCK_PAIRING
 	OpSyscall                // SYSCALL completed by SyscallTrap
 	OpSyscallStep            // a SyscallTrap exit that completed nothing: a step, a genuine #PF
+	OpLdmxcsr                // ldmxcsr m32 (0F AE /2)
+	OpStmxcsr                // stmxcsr m32 (0F AE /3)
 	NumOps
 )
 
@@ -103,6 +105,7 @@ var opNames = [NumOps]string{
 	OpNone: "none", OpInt3: "int3", OpPopcnt: "popcnt", OpClac: "clac",
 	OpStac: "stac", OpFwait: "fwait", OpFxsave: "fxsave", OpFxrstor: "fxrstor",
 	OpCmpxchg16b: "cmpxchg16b", OpClockPairing: "clock-pairing", OpSyscall: "syscall", OpSyscallStep: "syscall-trap-step",
+	OpLdmxcsr: "ldmxcsr", OpStmxcsr: "stmxcsr",
 }
 
 // String returns the instruction's mnemonic, such as "popcnt".
@@ -260,6 +263,10 @@ func (s *state) classify() (Op, handler) {
 		op, h = OpFxrstor, emulateFxrstor
 	case x86asm.CMPXCHG16B:
 		op, h = OpCmpxchg16b, emulateCmpxchg16b
+	case x86asm.LDMXCSR:
+		op, h = OpLdmxcsr, emulateLdmxcsr
+	case x86asm.STMXCSR:
+		op, h = OpStmxcsr, emulateStmxcsr
 	}
 	if h != nil && d.badLock() {
 		h = lockUD

@@ -18,7 +18,8 @@ func TestOpString(t *testing.T) {
 	for op, want := range map[Op]string{
 		OpInt3: "int3", OpPopcnt: "popcnt", OpClac: "clac", OpStac: "stac",
 		OpFwait: "fwait", OpFxsave: "fxsave", OpFxrstor: "fxrstor",
-		OpCmpxchg16b: "cmpxchg16b", OpClockPairing: "clock-pairing", OpSyscall: "syscall", OpSyscallStep: "syscall-trap-step", NumOps: "Op(12)",
+		OpCmpxchg16b: "cmpxchg16b", OpClockPairing: "clock-pairing", OpSyscall: "syscall", OpSyscallStep: "syscall-trap-step",
+		OpLdmxcsr: "ldmxcsr", OpStmxcsr: "stmxcsr", NumOps: "Op(14)",
 	} {
 		assert.Equal(t, want, op.String())
 	}
