@@ -17,12 +17,17 @@ type console struct {
 	in  io.Reader
 	out io.Writer
 	tty *os.File
+	esc *escapeReader
 }
 
+// newConsole wraps a terminal on stdin in the Ctrl-A escape filter at once:
+// the machine is given c.in before start puts the terminal in raw mode.
 func newConsole(stdin io.Reader, stdout io.Writer) *console {
 	c := &console{in: stdin, out: stdout}
 	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		c.tty = f
+		c.esc = &escapeReader{r: f, help: stdout}
+		c.in = c.esc
 	}
 	return c
 }
@@ -43,7 +48,7 @@ func (c *console) start(quit func()) (restore func(), err error) {
 	restore = func() {
 		once.Do(func() { term.Restore(int(c.tty.Fd()), state) })
 	}
-	c.in = &escapeReader{r: c.tty, quit: quit, help: c.out}
+	c.esc.setQuit(quit)
 	return restore, nil
 }
 
@@ -51,10 +56,26 @@ func (c *console) start(quit func()) (restore func(), err error) {
 // Ctrl-A x quits, Ctrl-A Ctrl-A sends one Ctrl-A, Ctrl-A h prints help.
 type escapeReader struct {
 	r       io.Reader
+	mu      sync.Mutex
 	quit    func()
 	help    io.Writer
 	pending bool
 	buf     [256]byte
+}
+
+func (e *escapeReader) setQuit(f func()) {
+	e.mu.Lock()
+	e.quit = f
+	e.mu.Unlock()
+}
+
+func (e *escapeReader) doQuit() {
+	e.mu.Lock()
+	f := e.quit
+	e.mu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 func (e *escapeReader) Read(p []byte) (int, error) {
@@ -66,7 +87,7 @@ func (e *escapeReader) Read(p []byte) (int, error) {
 				e.pending = false
 				switch b {
 				case 'x', 'X':
-					e.quit()
+					e.doQuit()
 					return out, io.EOF
 				case 'h', 'H', '?':
 					fmt.Fprint(e.help, "\r\n[gvmm] Ctrl-A x: quit   Ctrl-A Ctrl-A: send Ctrl-A   Ctrl-A h: this help\r\n")
