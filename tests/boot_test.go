@@ -50,8 +50,11 @@ var bootCases = []bootCase{
 		initexit: "poweroff", timeout: 40 * time.Minute, sets: []string{"ci", "all"}},
 	{name: "debian-1cpu-1G", kernel: debianKernel, initrd: "initramfs-debian-cloud.cpio", cpus: 1, memory: 1 << 30,
 		initexit: "poweroff", timeout: 90 * time.Minute, sets: []string{"all"}},
+	// Debian's kernel reaches the test-exit port only through ioperm and
+	// a user-mode outb, which kvm_pvm does not check against the guest's
+	// I/O bitmap the way hardware does; it powers off instead.
 	{name: "debian-2cpu-4608M-cli", kernel: debianKernel, initrd: "initramfs-debian-cloud.cpio", cpus: 2, memory: 4608 << 20,
-		initexit: "testexit", cli: true, timeout: 120 * time.Minute, sets: []string{"all"}},
+		initexit: "poweroff", cli: true, timeout: 120 * time.Minute, sets: []string{"all"}},
 }
 
 func guestDir() string {
