@@ -419,9 +419,13 @@ func suberrorName(s uint32) string {
 	return "unknown"
 }
 
+// le64 returns up to the first 8 bytes of b as a little-endian number.
 func le64(b []byte) uint64 {
+	if len(b) > 8 {
+		b = b[:8]
+	}
 	var x uint64
-	for i := len(b) - 1; i >= 0 && i < 8; i-- {
+	for i := len(b) - 1; i >= 0; i-- {
 		x = x<<8 | uint64(b[i])
 	}
 	return x

@@ -216,3 +216,10 @@ func TestStopSpinning(t *testing.T) {
 		t.Fatal("a spinning vCPU did not stop within 5 s")
 	}
 }
+
+func TestLE64(t *testing.T) {
+	assert.Equal(t, uint64(0), le64(nil))
+	assert.Equal(t, uint64(0x41), le64([]byte{0x41}))
+	assert.Equal(t, uint64(0x0403020100), le64([]byte{0, 1, 2, 3, 4}))
+	assert.Equal(t, uint64(0x0706050403020100), le64([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}), "string I/O: the first 8 bytes")
+}
