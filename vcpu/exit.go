@@ -84,8 +84,8 @@ type Observer interface {
 type Observers []Observer
 
 // Observe calls each observer in turn.
-func (os Observers) Observe(e *Exit) {
-	for _, o := range os {
+func (obs Observers) Observe(e *Exit) {
+	for _, o := range obs {
 		o.Observe(e)
 	}
 }
