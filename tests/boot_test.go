@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,9 @@ type bootCase struct {
 	// the command line, its exit status and its peak RSS.
 	cli     bool
 	timeout time.Duration
+	// shell boots to a busybox shell (test=shell) and types a command into
+	// the console: input reaches the guest, and its answer comes back.
+	shell bool
 	// sets lists the GVMM_BOOT_TESTS values that run this case.
 	sets []string
 }
@@ -48,6 +52,8 @@ var bootCases = []bootCase{
 		initexit: "testexit", cli: true, timeout: 25 * time.Minute, sets: []string{"ci", "all"}},
 	{name: "ci-2cpu-4608M", kernel: ciKernel, initrd: "initramfs-min.cpio", cpus: 2, memory: 4608 << 20,
 		initexit: "poweroff", timeout: 40 * time.Minute, sets: []string{"ci", "all"}},
+	{name: "ci-shell-1cpu-256M", kernel: ciKernel, initrd: "initramfs.cpio", cpus: 1, memory: 256 << 20,
+		initexit: "poweroff", shell: true, timeout: 25 * time.Minute, sets: []string{"ci", "all"}},
 	{name: "debian-1cpu-1G", kernel: debianKernel, initrd: "initramfs-debian-cloud.cpio", cpus: 1, memory: 1 << 30,
 		initexit: "poweroff", timeout: 90 * time.Minute, sets: []string{"all"}},
 	// Debian's kernel reaches the test-exit port only through ioperm and
@@ -133,6 +139,11 @@ func runBoot(t *testing.T, c bootCase, dir, gvmm string) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	start := time.Now()
+	var input io.Reader
+	if c.shell {
+		cmdline += " test=shell"
+		input = typist(ctx, con)
+	}
 
 	var status int
 	var detail string
@@ -142,6 +153,7 @@ func runBoot(t *testing.T, c bootCase, dir, gvmm string) {
 			"--cpus", strconv.Itoa(c.cpus), "--memory", strconv.FormatUint(c.memory>>20, 10)+"M",
 			"--cmdline", cmdline)
 		cmd.Stdout = con
+		cmd.Stdin = input
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		err := cmd.Run()
@@ -160,7 +172,7 @@ func runBoot(t *testing.T, c bootCase, dir, gvmm string) {
 	} else {
 		m, err := machine.New(machine.Config{
 			Kernel: filepath.Join(dir, c.kernel), Initrd: filepath.Join(dir, c.initrd),
-			Cmdline: cmdline, CPUs: c.cpus, Memory: c.memory, Console: con,
+			Cmdline: cmdline, CPUs: c.cpus, Memory: c.memory, Console: con, ConsoleIn: input,
 		})
 		require.NoError(t, err)
 		defer m.Close()
@@ -182,12 +194,43 @@ func runBoot(t *testing.T, c bootCase, dir, gvmm string) {
 	assert.Equal(t, strconv.Itoa(c.cpus), v["GUEST-NPROC"], "guest CPU count")
 	assertMemTotal(t, v["GUEST-MEM"], c.memory)
 	assert.Equal(t, "0", v["GUEST-VERDICT"], "the guest's own checks")
+	if c.shell {
+		assert.Contains(t, out, "typed-42", "a command typed on the console ran in the guest's shell")
+	}
 	switch c.initexit {
 	case "poweroff":
 		assert.Equal(t, 0, status, "gvmm ends with a guest power off: %s", detail)
 	case "testexit":
 		assert.Equal(t, 1, status, "gvmm exits with (verdict<<1)|1 = 1: %s", detail)
 	}
+}
+
+// typist waits for the guest shell's prompt on the console, types a command
+// whose output proves it ran ("typed-42"), then exits the shell.
+func typist(ctx context.Context, con *console) io.Reader {
+	r, w := io.Pipe()
+	go func() {
+		defer w.Close()
+		waitFor := func(s string) bool {
+			for !strings.Contains(con.String(), s) {
+				select {
+				case <-ctx.Done():
+					return false
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			return true
+		}
+		if !waitFor("/ # ") {
+			return
+		}
+		io.WriteString(w, "echo typed-$((6*7))\n")
+		if !waitFor("typed-42") {
+			return
+		}
+		io.WriteString(w, "exit\n")
+	}()
+	return r
 }
 
 // assertMemTotal checks "MemTotal: N kB" against the RAM given: the kernel
