@@ -125,12 +125,8 @@ func emulateFxrstor(s *state) error {
 		return err
 	}
 	cur := legacyRegion(x)
-	mask := binary.LittleEndian.Uint32(cur[fxMask:])
-	if mask == 0 {
-		mask = defaultMXCSRMask
-	}
-	if binary.LittleEndian.Uint32(img[fxMXCSR:])&^mask != 0 {
-		return &exception{vector: vecGP, hasCode: true}
+	if err := checkMXCSR(&cur, binary.LittleEndian.Uint32(img[fxMXCSR:])); err != nil {
+		return err
 	}
 	if s.in.inst.Op != x86asm.FXRSTOR64 {
 		binary.LittleEndian.PutUint32(img[fxFIP+4:], 0)

@@ -35,17 +35,27 @@ func emulateLdmxcsr(s *state) error {
 		return err
 	}
 	img := legacyRegion(x)
-	mask := binary.LittleEndian.Uint32(img[fxMask:])
-	if mask == 0 {
-		mask = defaultMXCSRMask
-	}
-	if binary.LittleEndian.Uint32(v[:])&^mask != 0 {
-		return &exception{vector: vecGP, hasCode: true}
+	if err := checkMXCSR(&img, binary.LittleEndian.Uint32(v[:])); err != nil {
+		return err
 	}
 	copy(img[fxMXCSR:], v[:])
 	setLegacyRegion(x, &img)
 	x.Region[xstateBV] |= xstateX87AndSSE &^ 1 // the SSE state (bit 1) is now in use
 	return s.cpu.SetXSave(x)
+}
+
+// checkMXCSR raises #GP(0) for a new MXCSR value with bits outside the
+// vCPU's MXCSR_MASK (from its FXSAVE image; 0 there means the default mask,
+// SDM vol. 1 section 11.6.6), as fxrstor and ldmxcsr do.
+func checkMXCSR(img *[fxAreaSize]byte, v uint32) error {
+	mask := binary.LittleEndian.Uint32(img[fxMask:])
+	if mask == 0 {
+		mask = defaultMXCSRMask
+	}
+	if v&^mask != 0 {
+		return &exception{vector: vecGP, hasCode: true}
+	}
+	return nil
 }
 
 // emulateStmxcsr emulates stmxcsr m32 (0F AE /3): MXCSR to memory.
