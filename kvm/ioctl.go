@@ -77,12 +77,20 @@ var (
 )
 
 // ioctl issues one ioctl and returns its non-negative result or the errno.
-// It uses Syscall rather than RawSyscall because some requests (KVM_RUN above
-// all) block, and the Go scheduler must be told.
+// It uses Syscall rather than RawSyscall because some requests block, and
+// the Go scheduler must be told. A request interrupted by a signal (EINTR:
+// Go's preemption signal interrupts KVM_CREATE_VM now and then) did nothing
+// and is retried. KVM_RUN does not come through here: its EINTR means
+// something to the exit loop (VCPU.Run).
 func ioctl(fd int, req, arg uintptr) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg)
-	if errno != 0 {
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg)
+		switch errno {
+		case 0:
+			return int(r), nil
+		case unix.EINTR:
+			continue
+		}
 		return int(r), errno
 	}
-	return int(r), nil
 }
