@@ -22,7 +22,6 @@ type observers struct {
 	table     bool
 	trace     *trace.Writer
 	traceFile *os.File
-	traceBuf  *bufio.Writer
 	stops     []func()
 }
 
@@ -56,8 +55,8 @@ func newObservers(m *machine.Machine, f runFlags, stderr io.Writer) (*observers,
 			return nil, fmt.Errorf("--trace: %w", err)
 		}
 		o.traceFile = tf
-		o.traceBuf = bufio.NewWriterSize(tf, 1<<20)
-		o.trace = trace.NewWriter(o.traceBuf, n, m.Namer(), machine.OpName)
+		// The trace writer batches its own output (vcpu/trace).
+		o.trace = trace.NewWriter(tf, n, m.Namer(), machine.OpName)
 		for i := range per {
 			per[i] = append(per[i], o.trace.VCPU(i))
 		}
@@ -87,9 +86,6 @@ func (o *observers) finish(res *machine.Result, stderr io.Writer) error {
 	var errs []error
 	if o.trace != nil {
 		if err := o.trace.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("--trace: %w", err))
-		}
-		if err := o.traceBuf.Flush(); err != nil {
 			errs = append(errs, fmt.Errorf("--trace: %w", err))
 		}
 		if err := o.traceFile.Close(); err != nil {
