@@ -18,16 +18,13 @@ const (
 	vectorPF  = 14
 )
 
-// SyscallCPU is what the SYSCALL trap needs of a vCPU; *kvm.VCPU has it.
+// SyscallCPU is what the SYSCALL trap needs of a vCPU: what Emulate needs,
+// plus MSRs and guest debugging. *kvm.VCPU has it.
 type SyscallCPU interface {
-	Regs() (kvm.Regs, error)
-	SetRegs(kvm.Regs) error
-	Sregs() (kvm.Sregs, error)
-	SetSregs(kvm.Sregs) error
+	CPU
 	MSRs([]kvm.MSREntry) error
 	SetMSRs([]kvm.MSREntry) error
 	SetGuestDebug(kvm.GuestDebug) error
-	Translate(gva uint64) (kvm.Translation, error)
 }
 
 // SyscallTrap completes SYSCALL for hosts that do not. On kvm_pvm, a SYSCALL
@@ -219,25 +216,9 @@ func (t *SyscallTrap) enter(cpu SyscallCPU, r kvm.Regs) error {
 	return cpu.SetRegs(r)
 }
 
-// readVirt reads guest-virtual memory through the vCPU's page tables, a
-// page at a time.
+// readVirt reads guest-virtual memory of a 64-bit guest through the vCPU's
+// page tables, as the instruction fallback's operand reads do; an unmapped
+// page is an error here, not a fault to inject.
 func readVirt(cpu SyscallCPU, mem Memory, va uint64, p []byte) error {
-	for len(p) > 0 {
-		tr, err := cpu.Translate(va)
-		if err != nil {
-			return err
-		}
-		if tr.Valid == 0 {
-			return fmt.Errorf("guest address %#x is not mapped", va)
-		}
-		n := 4096 - int(va&4095)
-		if n > len(p) {
-			n = len(p)
-		}
-		if _, err := mem.ReadAt(p[:n], int64(tr.PhysicalAddress)); err != nil {
-			return err
-		}
-		p, va = p[n:], va+uint64(n)
-	}
-	return nil
+	return (&state{cpu: cpu, mem: mem, mode: 64}).read(va, p)
 }
