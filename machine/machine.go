@@ -439,7 +439,7 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 		if m.hooks.VCPU != nil {
 			obs = m.hooks.VCPU(i)
 		}
-		m.vcpus = append(m.vcpus, vcpu.New(vcpu.Config{CPU: c, PIO: &m.pio, MMIO: &m.mmio, Emulator: m.emu, Observer: obs}))
+		m.vcpus = append(m.vcpus, vcpu.New(vcpu.Config{CPU: c, PIO: &m.pio, MMIO: &m.mmio, Emulator: m.emu, Observer: obs, Sampler: m.hooks.Sampler}))
 	}
 	var wg sync.WaitGroup
 	m.result.Started = time.Now()
@@ -452,6 +452,7 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 	}
 	stopInput := m.feedConsole()
 	stopWatch := m.watch()
+	stopSampling := m.sampleRIPs()
 	select {
 	case <-ctx.Done():
 		m.end(Stopped, "stopped: "+context.Cause(ctx).Error(), nil)
@@ -459,6 +460,7 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 	}
 	wg.Wait()
 	m.result.Ended = time.Now()
+	stopSampling()
 	stopWatch()
 	stopInput()
 	if err := m.console.Close(); err != nil && m.result.Err == nil {

@@ -3,9 +3,11 @@ package machine
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,5 +105,41 @@ func TestCmdlineParams(t *testing.T) {
 func TestHumanBytes(t *testing.T) {
 	for n, want := range map[uint64]string{512: "512 B", 16 << 20: "16 MiB", 3 << 29: "1.5 GiB", 64 << 40: "64 TiB"} {
 		assert.Equal(t, want, humanBytes(n))
+	}
+}
+
+// countSampler counts samples per RIP for TestSampling.
+type countSampler struct {
+	mu   sync.Mutex
+	rips map[uint64]int
+}
+
+func (s *countSampler) Sample(_ int, rip uint64) {
+	s.mu.Lock()
+	s.rips[rip]++
+	s.mu.Unlock()
+}
+
+// TestSampling runs a kernel that spins in one place with a 10 ms sampler:
+// the samples keep coming and all name the spinning instruction.
+func TestSampling(t *testing.T) {
+	kvmtest.SkipIfUnavailable(t)
+	k := filepath.Join(t.TempDir(), "vmlinux")
+	require.NoError(t, os.WriteFile(k, boottest.ELF([]byte{0xEB, 0xFE}), 0o644)) // jmp .
+	m, err := New(Config{Kernel: k, CPUs: 1, Memory: 32 << 20, Console: io.Discard})
+	require.NoError(t, err)
+	defer m.Close()
+	s := &countSampler{rips: map[uint64]int{}}
+	m.SetHooks(Hooks{Sampler: s, SampleEvery: 10 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	res, err := m.Run(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, Stopped, res.Outcome)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	require.Len(t, s.rips, 1, "one spinning instruction: %v", s.rips)
+	for _, n := range s.rips {
+		assert.GreaterOrEqual(t, n, 10, "about 50 samples in 500 ms")
 	}
 }

@@ -1,6 +1,8 @@
 package machine
 
 import (
+	"time"
+
 	"github.com/gvmm/gvmm/devices"
 	"github.com/gvmm/gvmm/vcpu"
 )
@@ -13,7 +15,17 @@ type Hooks struct {
 	IRQ func(gsi uint32)
 	// Kick is called each time gvmm kicks vCPU i out of KVM_RUN.
 	Kick func(i int)
+	// Sampler, if not nil, receives every vCPU's guest RIP SampleEvery
+	// (package vcpu/profile).
+	Sampler vcpu.Sampler
+	// SampleEvery is the sampling period; 0 means 20 ms (50 Hz).
+	SampleEvery time.Duration
 }
+
+// defaultSampleEvery is the sampling period when Hooks.SampleEvery is 0:
+// 50 Hz costs 50 kicks a second per vCPU, about 0.2% of a vCPU on a host
+// where an exit costs 35 us (kvm_pvm).
+const defaultSampleEvery = 20 * time.Millisecond
 
 // SetHooks attaches statistics and tracing; it must be called before Run.
 func (m *Machine) SetHooks(h Hooks) {

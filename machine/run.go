@@ -75,7 +75,9 @@ func (m *Machine) watch() (stop func()) {
 			case <-t.C:
 			}
 			for i, v := range m.vcpus {
-				n := v.TotalExits()
+				// Kicks (EINTR) do not count as activity: the sampler
+				// of --profile kicks every vCPU many times a second.
+				n := v.TotalExits() - v.Exits(vcpu.KindIntr)
 				if n != last[i] {
 					last[i], quiet[i] = n, 0
 					continue
@@ -89,6 +91,37 @@ func (m *Machine) watch() (stop func()) {
 		}
 	}()
 	return func() { close(quit) }
+}
+
+// sampleRIPs kicks every vCPU each sampling period so that it reports its
+// guest RIP to Hooks.Sampler.
+func (m *Machine) sampleRIPs() (stop func()) {
+	if m.hooks.Sampler == nil {
+		return func() {}
+	}
+	every := m.hooks.SampleEvery
+	if every <= 0 {
+		every = defaultSampleEvery
+	}
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			for i, v := range m.vcpus {
+				v.Sample()
+				m.kicked(i)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // collect sums the per-vCPU counters into the result.

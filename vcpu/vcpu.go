@@ -53,6 +53,16 @@ type Config struct {
 	Emulator Emulator
 	// Observer, if not nil, sees every exit (statistics, tracing).
 	Observer Observer
+	// Sampler, if not nil, receives the guest RIP each time Sample is
+	// answered (package vcpu/profile).
+	Sampler Sampler
+}
+
+// Sampler receives samples of where a vCPU's guest code is running.
+type Sampler interface {
+	// Sample records that vCPU vcpu was at guest-virtual address rip. It
+	// is called on the vCPU's thread, outside KVM_RUN.
+	Sample(vcpu int, rip uint64)
 }
 
 // VCPU runs one virtual CPU.
@@ -65,11 +75,13 @@ type VCPU struct {
 	mmio *devices.Bus
 	emu  Emulator
 	obs  Observer
+	smp  Sampler
 	rec  Exit
 
 	tid      atomic.Int32
 	stopping atomic.Bool
 	probe    atomic.Bool
+	sample   atomic.Bool
 
 	// exits counts exits by kind; ops counts fallbacks by op. Written by
 	// the vCPU thread only, read by anyone: atomics keep readers race-free.
@@ -89,6 +101,7 @@ func New(cfg Config) *VCPU {
 		mmio: cfg.MMIO,
 		emu:  cfg.Emulator,
 		obs:  cfg.Observer,
+		smp:  cfg.Sampler,
 	}
 	v.rec.VCPU = v.id
 	return v
@@ -152,6 +165,17 @@ func (v *VCPU) Probe() {
 	v.Kick()
 }
 
+// Sample asks the vCPU to report its guest RIP to the Sampler: it is
+// kicked, and reads its registers before it enters KVM_RUN again. Without a
+// Sampler it does nothing.
+func (v *VCPU) Sample() {
+	if v.smp == nil {
+		return
+	}
+	v.sample.Store(true)
+	v.Kick()
+}
+
 // Run runs the vCPU on the calling goroutine, locked to its OS thread, until
 // Stop is called (it then returns nil) or the guest does something that ends
 // the VM: a triple fault or a system event (*GuestEvent), or an exit gvmm
@@ -186,6 +210,13 @@ func (v *VCPU) Run() error {
 			atomic.AndUint32(v.immediateExit(), ^uint32(immediateExitBit))
 			kind = KindIntr
 			v.rec.Reason, v.rec.Addr, v.rec.Size, v.rec.Slot = 0, 0, 0, -1
+			if v.sample.Swap(false) {
+				// Errors only lose a sample: the next KVM_RUN reports
+				// anything wrong with the vCPU.
+				if r, err := v.cpu.Regs(); err == nil {
+					v.smp.Sample(v.id, r.RIP)
+				}
+			}
 			if v.probe.Swap(false) && v.emu != nil {
 				resolved, err := v.unstick()
 				if err != nil {

@@ -223,3 +223,37 @@ func TestLE64(t *testing.T) {
 	assert.Equal(t, uint64(0x0403020100), le64([]byte{0, 1, 2, 3, 4}))
 	assert.Equal(t, uint64(0x0706050403020100), le64([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}), "string I/O: the first 8 bytes")
 }
+
+// ripSampler records samples for TestSample.
+type ripSampler struct{ got chan [2]uint64 }
+
+func (s *ripSampler) Sample(vcpu int, rip uint64) { s.got <- [2]uint64{uint64(vcpu), rip} }
+
+// TestSample samples a vCPU spinning at CPL3: each Sample yields the RIP of
+// its `jmp .` and costs one kick.
+func TestSample(t *testing.T) {
+	g := kvmtest.New(t, []byte{0x90, 0xEB, 0xFE}, kvmtest.Options{User: true}) // nop; jmp .
+	var pioBus, mmioBus devices.Bus
+	s := &ripSampler{got: make(chan [2]uint64, 8)}
+	v := New(Config{CPU: g.VCPU, PIO: &pioBus, MMIO: &mmioBus, Sampler: s})
+	done := make(chan error, 1)
+	go func() { done <- v.Run() }()
+	for range 3 {
+		time.Sleep(20 * time.Millisecond)
+		v.Sample()
+		select {
+		case got := <-s.got:
+			assert.Equal(t, [2]uint64{0, kvmtest.CodeAddr + 1}, got)
+		case <-time.After(5 * time.Second):
+			t.Fatal("no sample within 5 s")
+		}
+	}
+	v.Stop()
+	require.NoError(t, <-done)
+	assert.Equal(t, uint64(4), v.Kicks(), "three samples and a stop")
+
+	// Without a Sampler, Sample does nothing, not even kick.
+	v2 := New(Config{CPU: g.VCPU, PIO: &pioBus, MMIO: &mmioBus})
+	v2.Sample()
+	assert.Zero(t, v2.Kicks())
+}

@@ -3,6 +3,7 @@
 //	gvmm run --kernel bzImage --initrd initrd.cpio --cmdline 'quiet' --cpus 2 --memory 1G
 //	gvmm trace summarize FILE
 //	gvmm trace dump FILE
+//	gvmm profile --symbols System.map FILE
 //
 // The exit status says how the VM ended; see the README and exitStatus.
 package main
@@ -26,6 +27,7 @@ Usage:
   gvmm run [flags]            boot a Linux kernel (see gvmm run --help)
   gvmm trace summarize FILE   summarize an exit trace written by run --trace
   gvmm trace dump FILE        print every exit of a trace
+  gvmm profile [flags] FILE   report a guest profile written by run --profile
   gvmm --version              print the version
   gvmm --help                 print this help
 `
@@ -41,6 +43,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runCommand(args[1:], stdin, stdout, stderr)
 	case "trace":
 		return traceCommand(args[1:], stdout, stderr)
+	case "profile":
+		return profileCommand(args[1:], stdout, stderr)
 	case "version", "--version", "-V":
 		fmt.Fprintf(stdout, "gvmm %s\n", version)
 		return 0

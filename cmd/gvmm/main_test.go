@@ -47,6 +47,7 @@ func TestBadInput(t *testing.T) {
 	require.NoError(t, f.Truncate(64<<20)) // sparse: costs no disk
 	f.Close()
 
+	prof := write(t, "guest.prof", []byte("gvmm-profile 1\n0 0xffffffff81000010 3\n"))
 	kvmOK, _ := kvm.Available()
 	for _, tc := range []struct {
 		name    string
@@ -72,6 +73,11 @@ func TestBadInput(t *testing.T) {
 		{"bad entry", []string{"run", "-k", kernel, "--entry", "sideways"}, "--entry", false},
 		{"stray argument", []string{"run", "-k", kernel, "extra"}, "unexpected argument", false},
 		{"unknown command", []string{"fly"}, "unknown command", false},
+		{"profile-hz zero", []string{"run", "-k", kernel, "--profile", filepath.Join(t.TempDir(), "p"), "--profile-hz", "0"}, "--profile-hz 0", true},
+		{"profile unwritable", []string{"run", "-k", kernel, "--profile", "/nonexistent/dir/p"}, "--profile: open /nonexistent/dir/p.tmp", true},
+		{"profile missing file", []string{"profile", "/nonexistent/p"}, "no such file", false},
+		{"profile not a profile", []string{"profile", notKernel}, "not a gvmm profile", false},
+		{"profile bad symbols", []string{"profile", "-s", notKernel, prof}, "no text symbols", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.needKVM && !kvmOK {
@@ -90,6 +96,20 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProfileCommand reports a profile with and without symbols.
+func TestProfileCommand(t *testing.T) {
+	prof := write(t, "guest.prof", []byte("gvmm-profile 1\n0 0xffffffff81000010 3\n1 0x401000 1\n"))
+	syms := write(t, "System.map", []byte("ffffffff81000000 T _text\nffffffff81000000 T startup_64\n"))
+	var stdout, stderr bytes.Buffer
+	require.Equal(t, 0, run([]string{"profile", "--symbols", syms, prof}, nil, &stdout, &stderr), stderr.String())
+	assert.Contains(t, stdout.String(), "4 samples, vCPU 0: 3, vCPU 1: 1")
+	assert.Regexp(t, `\n +3 +75\.0  startup_64\n +1 +25\.0  \[user\]\n`, stdout.String())
+	stdout.Reset()
+	require.Equal(t, 0, run([]string{"profile", "-n", "1", prof}, nil, &stdout, &stderr), stderr.String())
+	assert.Contains(t, stdout.String(), "3  75.0  0xffffffff81000010\n")
+	assert.Equal(t, statusUsage, run([]string{"profile"}, nil, &stdout, &stderr))
 }
 
 func TestParseSize(t *testing.T) {

@@ -34,6 +34,8 @@ type runFlags struct {
 	trace                   string
 	statsSocket             string
 	kvmDevice               string
+	profile                 string
+	profileHz               int
 }
 
 func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -53,6 +55,8 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.statsJSON, "stats-json", "", "write per-exit statistics as JSON to `FILE` when the VM ends")
 	fs.StringVar(&f.trace, "trace", "", "stream every exit to `FILE` (read it with gvmm trace)")
 	fs.StringVar(&f.statsSocket, "stats-socket", "", "serve live statistics as JSON on a unix socket at `PATH`")
+	fs.StringVar(&f.profile, "profile", "", "sample the guest RIP of every vCPU and write the counts to `FILE` (read it with gvmm profile)")
+	fs.IntVar(&f.profileHz, "profile-hz", 50, "samples per second per vCPU for --profile")
 	fs.StringVar(&f.kvmDevice, "kvm-device", "/dev/kvm", "KVM device node")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gvmm run --kernel FILE [flags]\n\nFlags:\n%s\nWith a terminal on stdin, Ctrl-A x quits and Ctrl-A h lists the other keys.\nSIGUSR1 prints live statistics on stderr when --stats is on.\n", fs.FlagUsages())
