@@ -62,35 +62,24 @@ func (m *Machine) watch() (stop func()) {
 	if m.emu == nil {
 		return func() {}
 	}
-	quit := make(chan struct{})
-	go func() {
-		t := time.NewTicker(watchPeriod)
-		defer t.Stop()
-		last := make([]uint64, len(m.vcpus))
-		quiet := make([]int, len(m.vcpus))
-		for {
-			select {
-			case <-quit:
-				return
-			case <-t.C:
+	last := make([]uint64, len(m.vcpus))
+	quiet := make([]int, len(m.vcpus))
+	return tick(watchPeriod, func() {
+		for i, v := range m.vcpus {
+			// Kicks (EINTR) do not count as activity: the sampler of
+			// --profile kicks every vCPU many times a second.
+			n := v.TotalExits() - v.Exits(vcpu.KindIntr)
+			if n != last[i] {
+				last[i], quiet[i] = n, 0
+				continue
 			}
-			for i, v := range m.vcpus {
-				// Kicks (EINTR) do not count as activity: the sampler
-				// of --profile kicks every vCPU many times a second.
-				n := v.TotalExits() - v.Exits(vcpu.KindIntr)
-				if n != last[i] {
-					last[i], quiet[i] = n, 0
-					continue
-				}
-				if quiet[i]++; quiet[i] >= 2 {
-					quiet[i] = 0
-					v.Probe()
-					m.kicked(i)
-				}
+			if quiet[i]++; quiet[i] >= 2 {
+				quiet[i] = 0
+				v.Probe()
+				m.kicked(i)
 			}
 		}
-	}()
-	return func() { close(quit) }
+	})
 }
 
 // sampleRIPs kicks every vCPU each sampling period so that it reports its
@@ -103,25 +92,32 @@ func (m *Machine) sampleRIPs() (stop func()) {
 	if every <= 0 {
 		every = defaultSampleEvery
 	}
+	return tick(every, func() {
+		for i, v := range m.vcpus {
+			v.Sample()
+			m.kicked(i)
+		}
+	})
+}
+
+// tick calls fn every period on a goroutine of its own until the returned
+// stop is called; stop waits for a running fn to return.
+func tick(period time.Duration, fn func()) (stop func()) {
+	t := time.NewTicker(period)
 	quit := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
 		for {
 			select {
 			case <-quit:
 				return
 			case <-t.C:
-			}
-			for i, v := range m.vcpus {
-				v.Sample()
-				m.kicked(i)
+				fn()
 			}
 		}
 	}()
-	return func() { close(quit); <-done }
+	return func() { t.Stop(); close(quit); <-done }
 }
 
 // collect sums the per-vCPU counters into the result.
