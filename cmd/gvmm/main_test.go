@@ -109,6 +109,9 @@ func TestProfileCommand(t *testing.T) {
 	stdout.Reset()
 	require.Equal(t, 0, run([]string{"profile", "-n", "1", prof}, nil, &stdout, &stderr), stderr.String())
 	assert.Contains(t, stdout.String(), "3  75.0  0xffffffff81000010\n")
+	stdout.Reset()
+	require.Equal(t, 0, run([]string{"profile", "--since", prof, prof}, nil, &stdout, &stderr), stderr.String())
+	assert.Equal(t, "0 samples\n", stdout.String())
 	assert.Equal(t, statusUsage, run([]string{"profile"}, nil, &stdout, &stderr))
 }
 

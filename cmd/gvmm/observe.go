@@ -190,6 +190,7 @@ func profileCommand(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	symPath := fs.StringP("symbols", "s", "", "name kernel addresses with this System.map or /proc/kallsyms `FILE`")
 	top := fs.IntP("top", "n", 25, "show the `N` hottest functions and addresses (0: all)")
+	since := fs.String("since", "", "count only the samples taken after this earlier copy of the same profile `FILE`")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gvmm profile [flags] FILE\n\nReport a guest profile written by gvmm run --profile FILE.\n\nFlags:\n%s", fs.FlagUsages())
 	}
@@ -208,6 +209,14 @@ func profileCommand(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "gvmm: profile: %v\n", err)
 		return statusUsage
+	}
+	if *since != "" {
+		base, err := readFile(*since, profile.Read)
+		if err != nil {
+			fmt.Fprintf(stderr, "gvmm: profile: --since: %v\n", err)
+			return statusUsage
+		}
+		p = p.Since(base)
 	}
 	var syms *profile.Symbols
 	if *symPath != "" {

@@ -55,6 +55,20 @@ func (p *Profile) Counts() map[Key]uint64 {
 	return out
 }
 
+// Since returns the samples p has beyond those of an earlier snapshot of
+// the same run, base: what the guest did between the two. Counts that base
+// has more of (a snapshot of another run) are dropped, not made negative.
+func (p *Profile) Since(base *Profile) *Profile {
+	old := base.Counts()
+	out := New()
+	for k, n := range p.Counts() {
+		if n > old[k] {
+			out.counts[k] = n - old[k]
+		}
+	}
+	return out
+}
+
 // WriteTo writes the profile in its file format, sorted by vCPU and RIP.
 func (p *Profile) WriteTo(w io.Writer) (int64, error) {
 	c := p.Counts()

@@ -121,3 +121,21 @@ func TestReport(t *testing.T) {
 	require.NoError(t, Report(&buf, New(), s, 10))
 	assert.Equal(t, "0 samples\n", buf.String())
 }
+
+func TestSince(t *testing.T) {
+	base := New()
+	base.Sample(0, 0x10)
+	base.Sample(0, 0x20)
+	base.Sample(0, 0x20)
+	base.Sample(1, 0x30)
+	now := New()
+	for k, n := range base.Counts() {
+		for range n {
+			now.Sample(k.VCPU, k.RIP)
+		}
+	}
+	now.Sample(0, 0x20)
+	now.Sample(0, 0x40)
+	assert.Equal(t, map[Key]uint64{{0, 0x20}: 1, {0, 0x40}: 1}, now.Since(base).Counts())
+	assert.Empty(t, base.Since(now).Counts(), "no negative counts")
+}
