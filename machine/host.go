@@ -90,13 +90,31 @@ func (h Host) cmdlineParams() []string {
 	if h.EmulatesKernel {
 		// The soft-lockup watchdog fires for the same reason and prints
 		// backtraces through the slow console (26 s "stuck" in a Debian
-		// kernel's ftrace record check here). That check itself, a
-		// kallsyms lookup per ftrace call site that init waits for, took
-		// over 30 minutes of emulated code; it only guards ftrace on weak
-		// functions. Kernels without kallsyms cannot match the name and
-		// ignore it.
+		// kernel's ftrace record check here).
+		//
+		// The rest skip boot-time work that costs minutes of emulated
+		// kernel code on a distribution kernel (measured on Debian's
+		// 6.1 cloud kernel with run --profile) and that a test guest
+		// does not need:
+		//   - ftrace_check_for_weak_functions: a kallsyms lookup per
+		//     ftrace call site, which init waits for; over 30 minutes.
+		//     It only guards ftrace on weak functions.
+		//   - trace_eval_init: queues the rewrite of every trace event's
+		//     format with the names of the enums it prints
+		//     (trace_event_update_all, events x maps string work), which
+		//     competes with init and which late_initcall_sync then waits
+		//     for; about 2 minutes. Trace event formats keep the enums'
+		//     numbers; tracefs is still set up.
+		//   - cryptomgr.notests=1: the crypto self-tests. RSA's private
+		//     key tests alone outlast the 60 s a caller waits for an
+		//     algorithm, so loading the kernel's X.509 certificates failed
+		//     with -110 after a minute, and the tests went on computing
+		//     for many more.
+		// Kernels without kallsyms or without these initcalls ignore
+		// the names.
 		out = append(out, "rcupdate.rcu_cpu_stall_suppress=1", "nowatchdog",
-			"initcall_blacklist=ftrace_check_for_weak_functions")
+			"initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init",
+			"cryptomgr.notests=1")
 	}
 	return out
 }

@@ -97,7 +97,7 @@ func TestConsoleEcho(t *testing.T) {
 func TestCmdlineParams(t *testing.T) {
 	h := Host{Backend: "kvm_pvm", EmulatesKernel: true, Forced: []cpuid.Feature{cpuid.XSAVE, cpuid.POPCNT}}
 	assert.Equal(t, []string{"clearcpuid=xsave,popcnt", "rcupdate.rcu_cpu_stall_suppress=1", "nowatchdog",
-		"initcall_blacklist=ftrace_check_for_weak_functions"}, h.cmdlineParams())
+		"initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init", "cryptomgr.notests=1"}, h.cmdlineParams())
 	assert.Empty(t, Host{Backend: "kvm"}.cmdlineParams())
 	assert.Nil(t, Host{Backend: "kvm"}.hides())
 }
