@@ -194,6 +194,9 @@ func runBoot(t *testing.T, c bootCase, dir, gvmm string) {
 	assert.Equal(t, strconv.Itoa(c.cpus), v["GUEST-NPROC"], "guest CPU count")
 	assertMemTotal(t, v["GUEST-MEM"], c.memory)
 	assert.Equal(t, "0", v["GUEST-VERDICT"], "the guest's own checks")
+	if c.initrd == "initramfs-debian-cloud.cpio" {
+		assert.NotContains(t, []string{"", "0"}, v["GUEST-MODULES"], "the virtio modules loaded")
+	}
 	if c.shell {
 		assert.Contains(t, out, "typed-42", "a command typed on the console ran in the guest's shell")
 	}

@@ -12,10 +12,12 @@
  * TLS or locale): raw system calls through inline asm, entry at _start.
  *
  * Contract (guest/README.md has the full text):
- *   - mount proc, sysfs, devtmpfs; load /lib/modules/load-order with
- *     finit_module;
- *   - print GUEST-BOOT-OK, GUEST-KERNEL, GUEST-NPROC, GUEST-MEM,
- *     GUEST-CMDLINE, GUEST-UPTIME, one per line;
+ *   - mount proc, sysfs, devtmpfs; print GUEST-BOOT-OK;
+ *   - load /lib/modules/load-order with finit_module and print
+ *     GUEST-MODULES with how many loaded (GUEST-INSMOD-FAIL for each that
+ *     did not);
+ *   - print GUEST-KERNEL, GUEST-NPROC, GUEST-MEM, GUEST-CMDLINE,
+ *     GUEST-UPTIME, one per line;
  *   - test=LIST on the kernel command line: exec "/bin/busybox sh /test.sh",
  *     which ends with "exec /init --exit VERDICT" (the exit step below);
  *   - exit step chosen by initexit= (poweroff, reboot, halt, testexit,
@@ -288,6 +290,8 @@ static void loadmodules(void)
 	long n = readfile("/lib/modules/load-order", list, sizeof list);
 	char *s = list;
 
+	unsigned long loaded = 0;
+
 	if (n < 0)
 		return; /* no modules in this image */
 	while (*s) {
@@ -317,8 +321,13 @@ static void loadmodules(void)
 			putnum((unsigned long)-err);
 			put("\n");
 			verdict |= V_MODULE;
+		} else {
+			loaded++;
 		}
 	}
+	put("GUEST-MODULES ");
+	putnum(loaded);
+	put("\n");
 }
 
 /* nproc counts the CPUs in a list such as "0-1", "0" or "0-3,5". */
@@ -346,9 +355,6 @@ static void report(void)
 	static char uts[6 * 65]; /* struct utsname */
 	const char *s;
 	long n;
-
-	put("GUEST-BOOT-OK\n");
-	flush(); /* the first sign of life matters most on a slow guest */
 
 	n = sys3(SYS_uname, uts, 0, 0);
 	if (n < 0)
@@ -537,7 +543,14 @@ void start(long *sp)
 	opt_test = option("test=", testbuf, sizeof testbuf);
 	opt_exit = option("initexit=", exitbuf, sizeof exitbuf);
 
-	flush(); /* mount failures, before the modules take their time */
+	/*
+	 * User space is up: say so before the modules take their time (each
+	 * is hashed and its signature checked in kernel code, minutes on an
+	 * emulating host). The first sign of life matters most on a slow
+	 * guest, and the mount failures above go out with it.
+	 */
+	put("GUEST-BOOT-OK\n");
+	flush();
 	loadmodules();
 	report();
 	uptime();

@@ -176,9 +176,10 @@ func TestInitContract(t *testing.T) {
 		"GUEST-PANIC mount /proc errno=1",
 		"GUEST-PANIC mount /sys errno=1",
 		"GUEST-PANIC mount /dev errno=1",
+		"GUEST-BOOT-OK",
 		"GUEST-INSMOD-FAIL virtio_ring.ko (1|38)",
 		"GUEST-INSMOD-FAIL missing.ko 2", // ENOENT
-		"GUEST-BOOT-OK",
+		"GUEST-MODULES 0",
 		"GUEST-KERNEL " + regexp.QuoteMeta(strings.TrimSpace(string(release))),
 		"GUEST-NPROC 5",
 		"GUEST-MEM MemTotal: 245572 kB",

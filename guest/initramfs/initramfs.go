@@ -67,17 +67,21 @@ type Spec struct {
 	// Modules are module names in load order ("virtio_blk"). Names not
 	// found in ModulesDir are skipped and reported. Nil means VirtioModules.
 	Modules []string
+	// KeepSignatures stores the modules as they are; by default their
+	// appended signatures are removed (see StripSignature).
+	KeepSignatures bool
 	// MTime is the modification time of every entry (seconds since 1970).
 	MTime uint64
 }
 
 // Result describes a built image.
 type Result struct {
-	Entries int      // records in the archive, without the trailer
-	Applets int      // busybox applet links
-	Modules []string // module file names stored, in load order
-	Missing []string // module names not found in ModulesDir
-	Release string   // kernel release the modules were built for ("vermagic"), if any
+	Entries  int      // records in the archive, without the trailer
+	Applets  int      // busybox applet links
+	Modules  []string // module file names stored, in load order
+	Missing  []string // module names not found in ModulesDir
+	Release  string   // kernel release the modules were built for ("vermagic"), if any
+	Unsigned int      // modules whose signature was removed
 }
 
 // Build writes the image described by s to w.
@@ -167,6 +171,16 @@ func Build(w io.Writer, s Spec) (Result, error) {
 			}
 			if res.Release == "" {
 				res.Release = Vermagic(data)
+			}
+			if !s.KeepSignatures {
+				stripped, ok, err := StripSignature(data)
+				if err != nil {
+					return res, fmt.Errorf("initramfs: %s: %w", src, err)
+				}
+				data = stripped
+				if ok {
+					res.Unsigned++
+				}
 			}
 			// /init loads in list order and has no modprobe: a module
 			// whose dependency is not loaded before it would fail in the

@@ -80,7 +80,9 @@ func newFixture(t *testing.T) *fixture {
 	compressed("failover", "net/core/failover.ko.gz", func(w io.Writer) io.WriteCloser {
 		return gzip.NewWriter(w)
 	})
-	plain("virtio-rng", "drivers/char/hw_random/virtio-rng.ko", "virtio", "virtio_ring")
+	// Signed as Debian's are: stored without its signature by default.
+	f.modules["virtio-rng"] = fakeModule("virtio-rng", "virtio", "virtio_ring")
+	write(filepath.Join(mods, "drivers/char/hw_random/virtio-rng.ko"), signed(f.modules["virtio-rng"], 512), 0o644)
 	plain("unrelated", "fs/unrelated.ko") // not asked for: must not be stored
 	write(filepath.Join(mods, "modules.dep"), []byte("ignored\n"), 0o644)
 	return f
@@ -189,6 +191,17 @@ func TestBuildReadBack(t *testing.T) {
 	}
 	assert.Equal(t, "virtio_ring.ko\nvirtio.ko\nvirtio_blk.ko\nfailover.ko\nvirtio-rng.ko\n",
 		string(content(t, byName[LoadOrder])))
+	assert.Equal(t, 1, res.Unsigned, "virtio-rng's signature removed")
+
+	s := f.spec
+	s.KeepSignatures = true
+	archive, res = buildBytes(t, s)
+	assert.Zero(t, res.Unsigned)
+	for _, r := range readBack(t, archive) {
+		if r.Name == "lib/modules/virtio-rng.ko" {
+			assert.Equal(t, signed(f.modules["virtio-rng"], 512), content(t, r), "kept signed")
+		}
+	}
 }
 
 func TestBuildMinimal(t *testing.T) {

@@ -28,6 +28,7 @@ func main() {
 		moduleList = flag.String("module-list", strings.Join(initramfs.VirtioModules, ","), "modules to store, comma separated, in load order")
 		mtime      = flag.Uint64("mtime", 0, "modification time of every entry")
 		extract    = flag.String("extract-modules", "", "copy the *.ko files of this cpio archive into the folder -o")
+		keepSigs   = flag.Bool("keep-module-signatures", false, "store modules with their signatures (by default they are removed: the kernel then skips hashing them)")
 		quiet      = flag.Bool("q", false, "print nothing on success")
 	)
 	flag.Parse()
@@ -59,11 +60,12 @@ func main() {
 		}
 	}
 	spec := initramfs.Spec{
-		Init:       *initProg,
-		Busybox:    *busybox,
-		TestScript: *testScript,
-		ModulesDir: *modules,
-		MTime:      *mtime,
+		Init:           *initProg,
+		Busybox:        *busybox,
+		TestScript:     *testScript,
+		ModulesDir:     *modules,
+		KeepSignatures: *keepSigs,
+		MTime:          *mtime,
 	}
 	if *moduleList != "" {
 		spec.Modules = strings.Split(*moduleList, ",")
@@ -84,7 +86,7 @@ func main() {
 	}
 	fmt.Printf("%s: %d bytes, %d entries, %d applet links", *out, fi.Size(), res.Entries, res.Applets)
 	if *modules != "" {
-		fmt.Printf(", %d modules for %s", len(res.Modules), res.Release)
+		fmt.Printf(", %d modules for %s (%d signatures removed)", len(res.Modules), res.Release, res.Unsigned)
 		if len(res.Missing) > 0 {
 			fmt.Printf(" (not found, skipped: %s)", strings.Join(res.Missing, " "))
 		}
