@@ -39,7 +39,7 @@ test-unit:
 # One Linux boot that fits CI's time on a nested host: the small test
 # kernel to GUEST-BOOT-OK, asserting CPU count, memory and exit status.
 test-boot-ci:
-	GVMM_BOOT_TESTS=ci $(GO) test -count=1 -timeout 50m -v -run 'TestBoot' ./tests/
+	GVMM_BOOT_TESTS=ci $(GO) test -count=1 -timeout 80m -v -run 'TestBoot' ./tests/
 
 # Every boot: both kernels, 1 and 2 vCPUs, memory above 4 GiB.
 test-boot:

@@ -146,6 +146,12 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			res.Started.Sub(processStart).Round(time.Microsecond), res.Ended.Sub(res.Started).Round(time.Millisecond))
 		fmt.Fprintf(log, "gvmm: exits to userspace by kind: %v\n", res.Exits)
 		fmt.Fprintf(log, "gvmm: instruction fallbacks: %v\n", res.Fallbacks)
+		var ru syscall.Rusage
+		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+			// ru_maxrss is in KiB on Linux (getrusage(2)). Guest RAM
+			// counts only as far as the guest has touched it.
+			fmt.Fprintf(log, "gvmm: peak RSS %d MiB\n", ru.Maxrss>>10)
+		}
 	}
 	if err := obs.finish(res, stderr); err != nil {
 		fmt.Fprintf(stderr, "gvmm: %v\n", oneLine(err))
