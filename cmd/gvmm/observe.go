@@ -9,11 +9,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/gvmm/gvmm/machine"
 	"github.com/gvmm/gvmm/vcpu"
-	"github.com/gvmm/gvmm/vcpu/profile"
 	"github.com/gvmm/gvmm/vcpu/stats"
 	"github.com/gvmm/gvmm/vcpu/trace"
 )
@@ -25,18 +22,13 @@ type observers struct {
 	table     bool
 	trace     *trace.Writer
 	traceFile *os.File
-	profile   *profile.Profile
-	profPath  string
+	profile   *guestProfile
 	stops     []func()
 }
 
-// profileSaveEvery is how often --profile rewrites its file while the VM
-// runs, so a long boot can be looked at (gvmm profile FILE) before it ends.
-const profileSaveEvery = 10 * time.Second
-
 // newObservers attaches what --stats, --stats-json, --stats-socket,
-// --trace and --profile ask for. With none of them, the vCPU loop runs without an
-// Observer and takes no timestamps.
+// --trace and --profile ask for. Without the first four, the vCPU loop runs
+// without an Observer and takes no timestamps.
 func newObservers(m *machine.Machine, f runFlags, stderr io.Writer) (*observers, error) {
 	o := &observers{jsonPath: f.statsJSON, table: f.stats}
 	n := f.cpus
@@ -75,14 +67,14 @@ func newObservers(m *machine.Machine, f runFlags, stderr io.Writer) (*observers,
 		if f.profileHz <= 0 || f.profileHz > 10000 {
 			return nil, fmt.Errorf("--profile-hz %d: want 1 to 10000", f.profileHz)
 		}
-		o.profile, o.profPath = profile.New(), f.profile
-		// Fail now on an unwritable path, not after a long boot.
-		if err := o.saveProfile(); err != nil {
+		p, err := newGuestProfile(f.profile)
+		if err != nil {
 			return nil, err
 		}
-		hooks.Sampler = o.profile
+		o.profile = p
+		hooks.Sampler = p.Profile
 		hooks.SampleEvery = time.Second / time.Duration(f.profileHz)
-		o.stops = append(o.stops, every(profileSaveEvery, func() { _ = o.saveProfile() }))
+		o.stops = append(o.stops, every(profileSaveEvery, func() { _ = p.save() }))
 	}
 	if o.collector != nil || o.trace != nil {
 		hooks.VCPU = func(i int) vcpu.Observer {
@@ -107,7 +99,7 @@ func (o *observers) finish(res *machine.Result, stderr io.Writer) error {
 	}
 	var errs []error
 	if o.profile != nil {
-		if err := o.saveProfile(); err != nil {
+		if err := o.profile.save(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -141,106 +133,6 @@ func (o *observers) finish(res *machine.Result, stderr io.Writer) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// saveProfile replaces the --profile file with the samples so far; a
-// reader never sees a half-written file.
-func (o *observers) saveProfile() error {
-	tmp := o.profPath + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("--profile: %w", err)
-	}
-	_, err = o.profile.WriteTo(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, o.profPath)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("--profile: %w", err)
-	}
-	return nil
-}
-
-// every calls fn each period until the returned stop is called.
-func every(period time.Duration, fn func()) (stop func()) {
-	t := time.NewTicker(period)
-	quit := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-t.C:
-				fn()
-			case <-quit:
-				return
-			}
-		}
-	}()
-	return func() { t.Stop(); close(quit); <-done }
-}
-
-// profileCommand implements `gvmm profile [--symbols MAP] [--top N] FILE`.
-func profileCommand(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("gvmm profile", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	symPath := fs.StringP("symbols", "s", "", "name kernel addresses with this System.map or /proc/kallsyms `FILE`")
-	top := fs.IntP("top", "n", 25, "show the `N` hottest functions and addresses (0: all)")
-	since := fs.String("since", "", "count only the samples taken after this earlier copy of the same profile `FILE`")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: gvmm profile [flags] FILE\n\nReport a guest profile written by gvmm run --profile FILE.\n\nFlags:\n%s", fs.FlagUsages())
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "gvmm: profile: %v\n", err)
-		return statusUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return statusUsage
-	}
-	p, err := readFile(fs.Arg(0), profile.Read)
-	if err != nil {
-		fmt.Fprintf(stderr, "gvmm: profile: %v\n", err)
-		return statusUsage
-	}
-	if *since != "" {
-		base, err := readFile(*since, profile.Read)
-		if err != nil {
-			fmt.Fprintf(stderr, "gvmm: profile: --since: %v\n", err)
-			return statusUsage
-		}
-		p = p.Since(base)
-	}
-	var syms *profile.Symbols
-	if *symPath != "" {
-		if syms, err = readFile(*symPath, profile.ReadSymbols); err != nil {
-			fmt.Fprintf(stderr, "gvmm: profile: %s: %v\n", *symPath, err)
-			return statusUsage
-		}
-	}
-	if err := profile.Report(stdout, p, syms, *top); err != nil {
-		fmt.Fprintf(stderr, "gvmm: profile: %v\n", err)
-		return statusFailed
-	}
-	return 0
-}
-
-// readFile opens path and parses it with parse.
-func readFile[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	defer f.Close()
-	return parse(bufio.NewReader(f))
 }
 
 // traceCommand implements `gvmm trace summarize|dump FILE`.
