@@ -182,3 +182,9 @@ func TestEscapeReader(t *testing.T) {
 	assert.Equal(t, 1, quit)
 	assert.Contains(t, help.String(), "Ctrl-A x")
 }
+
+func TestPeakRSS(t *testing.T) {
+	kb, err := peakRSS()
+	require.NoError(t, err)
+	assert.Greater(t, kb, uint64(1024), "a Go test binary has more than 1 MiB resident")
+}
