@@ -27,11 +27,19 @@ type Key struct {
 	RIP uint64
 }
 
+// maxKeys bounds the distinct (vCPU, RIP) pairs a Profile keeps, 2^20,
+// about 64 MiB of map: the guest chooses its RIPs, and a long run of code
+// that never repeats an address (a JIT) must not grow the VMM without
+// limit. Samples at new addresses beyond it are only counted, as Dropped.
+// A variable so that tests can lower it.
+var maxKeys = 1 << 20
+
 // Profile accumulates samples. It is safe for concurrent use: every vCPU
 // thread adds its own samples.
 type Profile struct {
-	mu     sync.Mutex
-	counts map[Key]uint64
+	mu      sync.Mutex
+	counts  map[Key]uint64
+	dropped uint64
 }
 
 // New returns an empty profile.
@@ -39,9 +47,22 @@ func New() *Profile { return &Profile{counts: map[Key]uint64{}} }
 
 // Sample records that vCPU vcpu was at rip.
 func (p *Profile) Sample(vcpu int, rip uint64) {
+	k := Key{vcpu, rip}
 	p.mu.Lock()
-	p.counts[Key{vcpu, rip}]++
+	if _, ok := p.counts[k]; ok || len(p.counts) < maxKeys {
+		p.counts[k]++
+	} else {
+		p.dropped++
+	}
 	p.mu.Unlock()
+}
+
+// Dropped returns how many samples were not kept because the profile
+// already held 2^20 addresses.
+func (p *Profile) Dropped() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dropped
 }
 
 // Counts returns a copy of the samples.

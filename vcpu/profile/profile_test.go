@@ -139,3 +139,19 @@ func TestSince(t *testing.T) {
 	assert.Equal(t, map[Key]uint64{{0, 0x20}: 1, {0, 0x40}: 1}, now.Since(base).Counts())
 	assert.Empty(t, base.Since(now).Counts(), "no negative counts")
 }
+
+func TestMaxKeys(t *testing.T) {
+	defer func(n int) { maxKeys = n }(maxKeys)
+	maxKeys = 1000
+	p := New()
+	for i := range maxKeys + 10 {
+		p.Sample(0, uint64(i))
+	}
+	p.Sample(0, 5) // a known address still counts
+	assert.Len(t, p.Counts(), maxKeys)
+	assert.Equal(t, uint64(2), p.Counts()[Key{0, 5}])
+	assert.Equal(t, uint64(10), p.Dropped())
+	var buf bytes.Buffer
+	require.NoError(t, Report(&buf, p, nil, 1))
+	assert.Contains(t, buf.String(), "(10 more dropped: over 1000 addresses)")
+}

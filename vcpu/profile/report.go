@@ -69,6 +69,9 @@ func Report(w io.Writer, p *Profile, syms *Symbols, top int) error {
 	for _, v := range vcpus {
 		fmt.Fprintf(tw, ", vCPU %d: %d", v, perVCPU[v])
 	}
+	if d := p.Dropped(); d > 0 {
+		fmt.Fprintf(tw, " (%d more dropped: over %d addresses)", d, maxKeys)
+	}
 	fmt.Fprintln(tw)
 	if total == 0 {
 		return tw.Flush()
