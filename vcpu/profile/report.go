@@ -15,28 +15,26 @@ const kernelBase = 0xffff_8000_0000_0000
 // Name returns the label Report gives rip: its function and offset when
 // syms knows it, "[user]" for user-space addresses, else the address.
 func Name(syms *Symbols, rip uint64) string {
+	fn, off, known := where(syms, rip)
+	if known {
+		return fmt.Sprintf("%s+%#x", fn, off)
+	}
+	return fn
+}
+
+// where returns the function rip lies in ("[user]" for user space, the
+// address itself for a kernel address syms does not know, or with no
+// syms) and, when known, rip's offset into it.
+func where(syms *Symbols, rip uint64) (fn string, off uint64, known bool) {
 	if rip < kernelBase {
-		return "[user]"
+		return "[user]", 0, false
 	}
 	if syms != nil {
 		if name, off, ok := syms.Lookup(rip); ok {
-			return fmt.Sprintf("%s+%#x", name, off)
+			return name, off, true
 		}
 	}
-	return fmt.Sprintf("%#x", rip)
-}
-
-// function is the per-function label: the name without its offset.
-func function(syms *Symbols, rip uint64) string {
-	if rip < kernelBase {
-		return "[user]"
-	}
-	if syms != nil {
-		if name, _, ok := syms.Lookup(rip); ok {
-			return name
-		}
-	}
-	return fmt.Sprintf("%#x", rip)
+	return fmt.Sprintf("%#x", rip), 0, false
 }
 
 type row struct {
@@ -44,20 +42,29 @@ type row struct {
 	n     uint64
 }
 
-// Report writes the top functions (all vCPUs together) and, for each of
-// them, its hottest addresses, most samples first. syms may be nil: kernel
-// addresses are then shown raw.
+// Report writes the samples per vCPU, then the hottest functions and the
+// hottest addresses (all vCPUs together), most samples first, top of each
+// (0: all). syms may be nil: kernel addresses are then shown raw.
 func Report(w io.Writer, p *Profile, syms *Symbols, top int) error {
-	counts := p.Counts()
 	var total uint64
-	byFunc := map[string]uint64{}
 	byRIP := map[uint64]uint64{}
 	perVCPU := map[int]uint64{}
-	for k, n := range counts {
+	for k, n := range p.Counts() {
 		total += n
-		byFunc[function(syms, k.RIP)] += n
 		byRIP[k.RIP] += n
 		perVCPU[k.VCPU] += n
+	}
+	// One symbol lookup per distinct address serves both tables.
+	byFunc := map[string]uint64{}
+	byAddr := map[string]uint64{}
+	for rip, n := range byRIP {
+		fn, off, known := where(syms, rip)
+		byFunc[fn] += n
+		label := fn
+		if known {
+			label = fmt.Sprintf("%s+%#x", fn, off)
+		}
+		byAddr[fmt.Sprintf("%#x %s", rip, label)] += n
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%d samples", total)
@@ -76,19 +83,15 @@ func Report(w io.Writer, p *Profile, syms *Symbols, top int) error {
 	if total == 0 {
 		return tw.Flush()
 	}
-	fmt.Fprintln(tw, "samples\t%\t  function")
-	for _, r := range sorted(byFunc, top) {
-		fmt.Fprintf(tw, "%d\t%.1f\t  %s\n", r.n, 100*float64(r.n)/float64(total), r.label)
+	table := func(title string, m map[string]uint64) {
+		fmt.Fprintf(tw, "samples\t%%\t  %s\n", title)
+		for _, r := range sorted(m, top) {
+			fmt.Fprintf(tw, "%d\t%.1f\t  %s\n", r.n, 100*float64(r.n)/float64(total), r.label)
+		}
 	}
+	table("function", byFunc)
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "samples\t%\t  address")
-	rips := map[string]uint64{}
-	for rip, n := range byRIP {
-		rips[fmt.Sprintf("%#x %s", rip, Name(syms, rip))] += n
-	}
-	for _, r := range sorted(rips, top) {
-		fmt.Fprintf(tw, "%d\t%.1f\t  %s\n", r.n, 100*float64(r.n)/float64(total), r.label)
-	}
+	table("address", byAddr)
 	return tw.Flush()
 }
 
