@@ -71,6 +71,16 @@ func legacyRegion(x *kvm.XSave) (b [fxAreaSize]byte) {
 	return b
 }
 
+// legacyImage returns the vCPU's XSAVE image (KVM_GET_XSAVE) and a copy of
+// its first 512 bytes, the FXSAVE layout the SSE instructions work on.
+func (s *state) legacyImage() (*kvm.XSave, [fxAreaSize]byte, error) {
+	x, err := s.cpu.XSave()
+	if err != nil {
+		return nil, [fxAreaSize]byte{}, err
+	}
+	return x, legacyRegion(x), nil
+}
+
 // setLegacyRegion stores b as the first 512 bytes of an XSAVE image.
 func setLegacyRegion(x *kvm.XSave, b *[fxAreaSize]byte) {
 	for i := range fxAreaSize / 4 {
@@ -90,11 +100,10 @@ func emulateFxsave(s *state) error {
 	if err != nil {
 		return err
 	}
-	x, err := s.cpu.XSave()
+	_, img, err := s.legacyImage()
 	if err != nil {
 		return err
 	}
-	img := legacyRegion(x)
 	if s.in.inst.Op != x86asm.FXSAVE64 {
 		// 32-bit format (Table 10-2): FIP[31:0], FCS, FDP[31:0], FDS.
 		binary.LittleEndian.PutUint32(img[fxFIP+4:], 0)
@@ -120,11 +129,10 @@ func emulateFxrstor(s *state) error {
 	if err := s.read(lin, img[:end]); err != nil {
 		return err
 	}
-	x, err := s.cpu.XSave()
+	x, cur, err := s.legacyImage()
 	if err != nil {
 		return err
 	}
-	cur := legacyRegion(x)
 	if err := checkMXCSR(&cur, binary.LittleEndian.Uint32(img[fxMXCSR:])); err != nil {
 		return err
 	}

@@ -30,11 +30,10 @@ func emulateLdmxcsr(s *state) error {
 	if err := s.read(lin, v[:]); err != nil {
 		return err
 	}
-	x, err := s.cpu.XSave()
+	x, img, err := s.legacyImage()
 	if err != nil {
 		return err
 	}
-	img := legacyRegion(x)
 	if err := checkMXCSR(&img, binary.LittleEndian.Uint32(v[:])); err != nil {
 		return err
 	}
@@ -64,10 +63,9 @@ func emulateStmxcsr(s *state) error {
 	if err != nil {
 		return err
 	}
-	x, err := s.cpu.XSave()
+	_, img, err := s.legacyImage()
 	if err != nil {
 		return err
 	}
-	img := legacyRegion(x)
 	return s.write(lin, img[fxMXCSR:fxMXCSR+4])
 }
