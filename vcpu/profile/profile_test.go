@@ -115,6 +115,7 @@ func TestReport(t *testing.T) {
 	buf.Reset()
 	require.NoError(t, Report(&buf, p, nil, 1))
 	assert.Regexp(t, `\n +6 +60\.0  0xffffffff81002010\n`, buf.String(), "raw addresses without symbols")
+	assert.NotContains(t, buf.String(), "0xffffffff81002010 0xffffffff81002010", "an unknown address is printed once")
 	assert.NotContains(t, buf.String(), "[user]", "top 1 keeps only the hottest")
 
 	buf.Reset()

@@ -60,11 +60,14 @@ func Report(w io.Writer, p *Profile, syms *Symbols, top int) error {
 	for rip, n := range byRIP {
 		fn, off, known := where(syms, rip)
 		byFunc[fn] += n
-		label := fn
-		if known {
-			label = fmt.Sprintf("%s+%#x", fn, off)
+		label := fmt.Sprintf("%#x", rip)
+		switch {
+		case known:
+			label += fmt.Sprintf(" %s+%#x", fn, off)
+		case rip < kernelBase:
+			label += " " + fn
 		}
-		byAddr[fmt.Sprintf("%#x %s", rip, label)] += n
+		byAddr[label] += n
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%d samples", total)
