@@ -72,9 +72,9 @@ const (
 
 // Header is the identity of a type-0 function.
 type Header struct {
-	VendorID, DeviceID                uint16
-	SubsystemVendorID, SubsystemID    uint16
-	Revision                          uint8
+	VendorID, DeviceID             uint16
+	SubsystemVendorID, SubsystemID uint16
+	Revision                       uint8
 	// Class is the 24-bit class code: base class, subclass, programming
 	// interface.
 	Class uint32

@@ -105,8 +105,8 @@ func TestHostBridgeProbe(t *testing.T) {
 
 type vendorCap struct{ b [8]byte }
 
-func (c *vendorCap) ID() uint8  { return 0x09 }
-func (c *vendorCap) Size() int  { return len(c.b) }
+func (c *vendorCap) ID() uint8 { return 0x09 }
+func (c *vendorCap) Size() int { return len(c.b) }
 func (c *vendorCap) Read(off int, data []byte) {
 	for i := range data {
 		data[i] = c.b[off+i]
