@@ -74,7 +74,7 @@ func ParseCache(s string) (Cache, error) {
 // Errors Open returns, wrapped with the path.
 var (
 	ErrLocked       = errors.New("is locked by another process (another gvmm using it?)")
-	ErrReadOnlyFile = errors.New("is read-only: open it read-only")
+	ErrReadOnlyFile = errors.New("is a read-only file: it can only be attached read-only")
 	ErrSize         = errors.New("size is not a multiple of 512 bytes")
 	ErrNotDisk      = errors.New("is neither a regular file nor a block device")
 	ErrNoDirectIO   = errors.New("does not support O_DIRECT (cache=none); use cache=writeback")
@@ -115,7 +115,7 @@ func Open(path string, o Options) (*File, error) {
 	if !o.ReadOnly && mode.Perm()&0o222 == 0 {
 		// Root could open it for writing anyway; the mode says the
 		// owner meant it read-only.
-		return nil, fmt.Errorf("disk %s %w (add ,readonly)", path, ErrReadOnlyFile)
+		return nil, fmt.Errorf("disk %s %w", path, ErrReadOnlyFile)
 	}
 	flags := unix.O_CLOEXEC | unix.O_RDWR
 	if o.ReadOnly {
@@ -137,7 +137,7 @@ func Open(path string, o Options) (*File, error) {
 	if f.fd, err = openRetry(path, flags); err != nil {
 		switch {
 		case !o.ReadOnly && (err == unix.EACCES || err == unix.EROFS || err == unix.EPERM || err == unix.ETXTBSY):
-			return nil, fmt.Errorf("disk %s %w (add ,readonly)", path, ErrReadOnlyFile)
+			return nil, fmt.Errorf("disk %s %w", path, ErrReadOnlyFile)
 		case o.Cache == CacheNone && err == unix.EINVAL:
 			return nil, fmt.Errorf("disk %s %w", path, ErrNoDirectIO)
 		}
