@@ -112,6 +112,16 @@ func putDesc(b []byte, x Desc, next uint16, more bool) {
 	binary.LittleEndian.PutUint16(b[14:], next)
 }
 
+// ResetFree marks every descriptor free again, for callers that manage
+// the descriptor table themselves with WriteRawDesc.
+func (d *Driver) ResetFree() {
+	d.free = d.free[:0]
+	for i := int(d.Size) - 1; i >= 0; i-- {
+		d.free = append(d.free, uint16(i))
+	}
+	clear(d.indirect)
+}
+
 // Free returns how many descriptors are free.
 func (d *Driver) Free() int { return len(d.free) }
 
