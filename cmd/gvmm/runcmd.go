@@ -156,6 +156,10 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			res.Started.Sub(processStart).Round(time.Microsecond), res.Ended.Sub(res.Started).Round(time.Millisecond))
 		fmt.Fprintf(log, "gvmm: exits to userspace by kind: %v\n", res.Exits)
 		fmt.Fprintf(log, "gvmm: instruction fallbacks: %v\n", res.Fallbacks)
+		total, failed := m.BlockRequests()
+		for i := range total {
+			fmt.Fprintf(log, "gvmm: disk vd%c: %d requests, %d failed\n", 'a'+i, total[i], failed[i])
+		}
 		if kb, err := peakRSS(); err == nil {
 			fmt.Fprintf(log, "gvmm: peak RSS %d MiB\n", kb>>10)
 		}
