@@ -185,6 +185,26 @@ func TestBlk(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, bytes.Equal(pattern, got), "the host file holds the pattern the guest wrote")
 		})
+		t.Run(g.name+"/intx", func(t *testing.T) {
+			t.Parallel()
+			// pci=nomsi: the driver falls back to INTx and the ISR (an
+			// irqfd with resample on an I/O APIC pin), with 2 vCPUs and
+			// so 2 queues sharing it.
+			s := scratchDir(t)
+			src, dst := filepath.Join(s, "src.img"), filepath.Join(s, "dst.img")
+			pattern := writeImage(t, src, 2<<20, 43)
+			writeImage(t, dst, 2<<20, 0)
+			con, status, stderr := blkRun{name: "blk-" + g.name + "-intx", guest: g, cpus: 2,
+				disks:   []string{src + ",readonly", dst + ",cache=none"},
+				cmdline: "pci=nomsi test=blkcopy initexit=poweroff"}.run(t, gvmm, dir)
+			assert.Equal(t, 0, status, stderr)
+			v := values(con.String())
+			assert.Equal(t, "0", v["GUEST-VERDICT"], con.tail(20))
+			assert.Equal(t, md5hex(pattern), v["GUEST-BLK-SYNCED"])
+			got, err := os.ReadFile(dst)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(pattern, got), "the host file holds the pattern the guest wrote")
+		})
 		t.Run(g.name+"/readonly", func(t *testing.T) {
 			t.Parallel()
 			s := scratchDir(t)
