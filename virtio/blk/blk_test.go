@@ -3,6 +3,7 @@ package blk
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,6 +60,10 @@ type rig struct {
 }
 
 func newRig(t testing.TB, size int, opts disk.Options, features uint64) *rig {
+	return newRigParallel(t, size, opts, features, 0)
+}
+
+func newRigParallel(t testing.TB, size int, opts disk.Options, features uint64, parallel int) *rig {
 	path := filepath.Join(t.TempDir(), "disk.img")
 	b := make([]byte, size)
 	for i := range b {
@@ -71,7 +76,7 @@ func newRig(t testing.TB, size int, opts disk.Options, features uint64) *rig {
 	g, err := memory.New(64 << 20)
 	require.NoError(t, err)
 	t.Cleanup(func() { g.Close() })
-	dev, err := New(Config{Disk: f, Queues: 1, Serial: "serial-1"})
+	dev, err := New(Config{Disk: f, Queues: 1, Serial: "serial-1", Parallel: parallel})
 	require.NoError(t, err)
 	kick, err := eventfd.New()
 	require.NoError(t, err)
@@ -299,4 +304,50 @@ func TestConfig(t *testing.T) {
 		assert.NotZero(t, f&b, "feature %#x", b)
 	}
 	assert.Zero(t, f&FeatureMQ, "one queue")
+}
+
+// TestParallelBatch makes many requests available before one kick: they
+// run concurrently, and each completes with its own data.
+func TestParallelBatch(t *testing.T) {
+	for _, parallel := range []int{1, 4, maxBatch} {
+		t.Run(fmt.Sprint(parallel), func(t *testing.T) {
+			r := newRigParallel(t, 1<<20, disk.Options{}, 0, parallel)
+			d := r.drv
+			type req struct {
+				head    uint16
+				buf, st uint64
+				sector  uint64
+			}
+			var reqs []req
+			for i := 0; i < 40; i++ {
+				q := req{buf: d.Alloc(1024, 512), st: d.Alloc(1, 1), sector: uint64(i * 3)}
+				var ok bool
+				q.head, ok = d.AddIndirect(virtiotest.Desc{Addr: d.Put(header(TypeIn, q.sector)), Len: 16},
+					virtiotest.Desc{Addr: q.buf, Len: 1024, Write: true}, virtiotest.Desc{Addr: q.st, Len: 1, Write: true})
+				require.True(t, ok)
+				reqs = append(reqs, q)
+			}
+			require.NoError(t, r.kick.Signal())
+			done := map[uint16]bool{}
+			deadline := time.Now().Add(10 * time.Second)
+			for len(done) < len(reqs) && time.Now().Before(deadline) {
+				if h, n, ok := d.Used(); ok {
+					assert.Equal(t, uint32(1025), n)
+					done[h] = true
+				} else {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			require.Len(t, done, len(reqs))
+			for _, q := range reqs {
+				assert.Equal(t, byte(StatusOK), d.Get(q.st, 1)[0])
+				got := d.Get(q.buf, 1024)
+				assert.Equal(t, byte(q.sector), got[0])
+				assert.Equal(t, byte(q.sector+1), got[1023])
+			}
+			total, failed := r.dev.Requests()
+			assert.Equal(t, uint64(len(reqs)), total)
+			assert.Zero(t, failed)
+		})
+	}
 }

@@ -84,7 +84,15 @@ type Config struct {
 	QueueSize uint16
 	// Serial is the GET_ID answer, at most IDBytes bytes.
 	Serial string
+	// Parallel is how many requests of one queue may run at once (on
+	// that many goroutines); DefaultParallel if 0, 1 for one at a time.
+	Parallel int
 }
+
+// DefaultParallel is how many requests of a queue run at once by default:
+// a guest that has several in flight (a large read split in two, page
+// cache writeback) gets them served together, as by QEMU's thread pool.
+const DefaultParallel = 4
 
 // Device is a virtio block device.
 type Device struct {
@@ -113,6 +121,12 @@ func New(cfg Config) (*Device, error) {
 	}
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.Parallel == 0 {
+		cfg.Parallel = DefaultParallel
+	}
+	if cfg.Parallel < 1 || cfg.Parallel > maxBatch {
+		return nil, fmt.Errorf("virtio-blk: %d requests at once: 1 to %d", cfg.Parallel, maxBatch)
 	}
 	if s := cfg.QueueSize; s < 4 || s&(s-1) != 0 || s > virtio.MaxQueueSize {
 		return nil, fmt.Errorf("virtio-blk: queue size %d is not a power of 2 from 4 to %d", s, virtio.MaxQueueSize)
@@ -208,8 +222,7 @@ func (d *Device) Activate(a virtio.Activation) error {
 		if aq.Queue == nil {
 			continue
 		}
-		w := &worker{dev: d, index: i, q: aq.Queue, kick: aq.Kick, irq: a.Interrupt, fail: a.Fail,
-			io: d.cfg.Disk.NewIO(), ro: d.cfg.Disk.ReadOnly(), size: d.cfg.Disk.Size()}
+		w := newWorker(d, i, aq, a)
 		d.workers = append(d.workers, w)
 		d.wg.Add(1)
 		go w.run(stop)
@@ -228,7 +241,7 @@ func (d *Device) Reset() {
 	_ = d.stop.Signal()
 	d.wg.Wait()
 	for _, w := range d.workers {
-		w.io.Close()
+		w.close()
 	}
 	d.workers = nil
 	d.stop.Close()

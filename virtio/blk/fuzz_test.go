@@ -58,8 +58,9 @@ func FuzzRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	w := &worker{dev: dev, io: file.NewIO(), size: file.Size()}
-	defer w.io.Close()
+	w := &worker{dev: dev, size: file.Size()}
+	sl := &slot{w: w, io: file.NewIO()}
+	defer sl.io.Close()
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 2 {
@@ -93,8 +94,8 @@ func FuzzRequest(f *testing.F) {
 			}
 			at += size
 		}
-		w.chain = c
-		written, err := w.handle()
+		sl.chain = c
+		written, err := sl.handle()
 		if err != nil {
 			if len(c.Writable) != 0 {
 				t.Fatalf("a chain with writable bytes failed: %v", err)

@@ -9,6 +9,23 @@ import (
 	"github.com/gvmm/gvmm/virtio/blk/disk"
 )
 
+// maxBatch is how many requests a worker takes from its queue before it
+// completes them: they run concurrently on up to Config.Parallel
+// goroutines, as QEMU's thread pool runs a queue's requests.
+const maxBatch = 16
+
+// slot is one request in flight: its chain, its parsed form and the I/O
+// scratch it runs with. A slot is run by one goroutine at a time.
+type slot struct {
+	w       *worker
+	chain   virtio.Chain
+	req     Request
+	segs    [maxSegments]Segment
+	io      *disk.IO
+	written uint32
+	err     error
+}
+
 // worker serves one queue.
 type worker struct {
 	dev   *Device
@@ -17,16 +34,60 @@ type worker struct {
 	kick  *eventfd.EventFD
 	irq   virtio.Interrupt
 	fail  func(error)
-	io    *disk.IO
 	ro    bool
 	size  uint64
 
 	// mu keeps ProcessQueue and the worker goroutine apart.
 	mu     sync.Mutex
-	chain  virtio.Chain
-	req    Request
-	segs   [maxSegments]Segment
+	slots  []*slot
 	broken bool
+
+	// work feeds the helper goroutines (Config.Parallel - 1 of them);
+	// batch counts the slots of the current batch not yet run.
+	work    chan *slot
+	batch   sync.WaitGroup
+	helpers sync.WaitGroup
+}
+
+func newWorker(d *Device, index int, aq virtio.ActiveQueue, a virtio.Activation) *worker {
+	w := &worker{dev: d, index: index, q: aq.Queue, kick: aq.Kick, irq: a.Interrupt, fail: a.Fail,
+		ro: d.cfg.Disk.ReadOnly(), size: d.cfg.Disk.Size()}
+	n := 1
+	if d.cfg.Parallel > 1 {
+		n = maxBatch
+	}
+	for i := 0; i < n; i++ {
+		w.slots = append(w.slots, &slot{w: w, io: d.cfg.Disk.NewIO()})
+	}
+	if d.cfg.Parallel > 1 {
+		w.work = make(chan *slot, maxBatch)
+		for i := 1; i < d.cfg.Parallel; i++ {
+			w.helpers.Add(1)
+			go w.help()
+		}
+	}
+	return w
+}
+
+// help runs slots until the work channel is closed.
+func (w *worker) help() {
+	defer w.helpers.Done()
+	for s := range w.work {
+		s.run()
+		w.batch.Done()
+	}
+}
+
+// close stops the helpers and frees the slots; the worker goroutine must
+// have returned.
+func (w *worker) close() {
+	if w.work != nil {
+		close(w.work)
+		w.helpers.Wait()
+	}
+	for _, s := range w.slots {
+		s.io.Close()
+	}
 }
 
 func (w *worker) run(stop *eventfd.EventFD) {
@@ -53,8 +114,10 @@ func (w *worker) run(stop *eventfd.EventFD) {
 }
 
 // process serves every available request, with notifications off while it
-// works (virtio 1.2 section 2.7.10), and raises the interrupt after each
-// completion the driver asked to hear of.
+// works (virtio 1.2 section 2.7.10): it takes up to a batch of requests,
+// runs them (concurrently when there are several), completes them in the
+// order it took them, and raises the interrupt if the driver asked to hear
+// of them.
 func (w *worker) process() {
 	if w.broken {
 		return
@@ -63,22 +126,31 @@ func (w *worker) process() {
 	for {
 		q.DisableNotifications()
 		for {
-			ok, err := q.Pop(&w.chain)
-			if err != nil {
-				w.breakQueue(err)
-				return
+			n := 0
+			for n < len(w.slots) {
+				ok, err := q.Pop(&w.slots[n].chain)
+				if err != nil {
+					w.breakQueue(err)
+					return
+				}
+				if !ok {
+					break
+				}
+				n++
 			}
-			if !ok {
+			if n == 0 {
 				break
 			}
-			written, err := w.handle()
-			if err != nil {
-				w.breakQueue(err)
-				return
-			}
-			if err := q.Push(w.chain.Head, written); err != nil {
-				w.breakQueue(err)
-				return
+			w.runBatch(w.slots[:n])
+			for _, s := range w.slots[:n] {
+				if s.err != nil {
+					w.breakQueue(s.err)
+					return
+				}
+				if err := q.Push(s.chain.Head, s.written); err != nil {
+					w.breakQueue(err)
+					return
+				}
 			}
 			if q.NeedsInterrupt() {
 				w.irq.NotifyQueue(w.index)
@@ -90,23 +162,55 @@ func (w *worker) process() {
 	}
 }
 
+// runBatch runs the slots: one on the calling goroutine, the others on the
+// helpers, with the caller taking back whatever they have not started.
+func (w *worker) runBatch(slots []*slot) {
+	if len(slots) == 1 || w.work == nil {
+		for _, s := range slots {
+			s.run()
+		}
+		return
+	}
+	w.batch.Add(len(slots))
+	for _, s := range slots[1:] {
+		w.work <- s // buffered for maxBatch: never blocks
+	}
+	slots[0].run()
+	w.batch.Done()
+	for {
+		select {
+		case s := <-w.work:
+			s.run()
+			w.batch.Done()
+			continue
+		default:
+		}
+		break
+	}
+	w.batch.Wait()
+}
+
 func (w *worker) breakQueue(err error) {
 	w.broken = true
 	w.fail(fmt.Errorf("virtio-blk queue %d: %w", w.index, err))
 }
 
-// handle executes the request in w.chain and returns how many bytes it
-// wrote to the driver's buffers. An error means the request cannot even be
-// answered.
-func (w *worker) handle() (uint32, error) {
-	r := &w.req
-	if err := Parse(&w.chain, r); err != nil {
+// run executes the request in s.chain, setting s.written to how many
+// bytes it wrote to the driver's buffers, or s.err when the request cannot
+// even be answered.
+func (s *slot) run() {
+	s.written, s.err = s.handle()
+}
+
+func (s *slot) handle() (uint32, error) {
+	r := &s.req
+	if err := Parse(&s.chain, r); err != nil {
 		return 0, err
 	}
-	w.dev.requests.Add(1)
-	status, written := w.execute(r)
+	s.w.dev.requests.Add(1)
+	status, written := s.execute(r)
 	if status != StatusOK {
-		w.dev.errors.Add(1)
+		s.w.dev.errors.Add(1)
 	}
 	r.SetStatus(status)
 	return uint32(written) + 1, nil
@@ -114,7 +218,8 @@ func (w *worker) handle() (uint32, error) {
 
 // execute performs r and returns its status and the data bytes written to
 // the driver's buffers (the status byte not counted).
-func (w *worker) execute(r *Request) (byte, uint64) {
+func (s *slot) execute(r *Request) (byte, uint64) {
+	w := s.w
 	if r.Err != nil {
 		return StatusIOErr, 0
 	}
@@ -126,12 +231,12 @@ func (w *worker) execute(r *Request) (byte, uint64) {
 			return StatusIOErr, 0
 		}
 		if r.Type == TypeIn {
-			if w.io.ReadAt(r.Data, off) != nil {
+			if s.io.ReadAt(r.Data, off) != nil {
 				return StatusIOErr, 0
 			}
 			return StatusOK, n
 		}
-		if w.ro || w.io.WriteAt(r.Data, off) != nil {
+		if w.ro || s.io.WriteAt(r.Data, off) != nil {
 			return StatusIOErr, 0
 		}
 		return StatusOK, 0
@@ -145,7 +250,7 @@ func (w *worker) execute(r *Request) (byte, uint64) {
 		r.Data.WriteAt(w.dev.id[:n], 0)
 		return StatusOK, n
 	case TypeDiscard, TypeWriteZeroes:
-		return w.ranges(r), 0
+		return s.ranges(r), 0
 	}
 	return StatusUnsupp, 0
 }
@@ -161,31 +266,32 @@ func (w *worker) rangeOK(sector, n uint64) (uint64, bool) {
 }
 
 // ranges performs a DISCARD or WRITE_ZEROES request (section 5.2.6.2).
-func (w *worker) ranges(r *Request) byte {
+func (s *slot) ranges(r *Request) byte {
+	w := s.w
 	if w.ro {
 		return StatusIOErr
 	}
-	n, err := r.Segments(w.segs[:])
+	n, err := r.Segments(s.segs[:])
 	if err != nil || n > maxSegments {
 		return StatusIOErr
 	}
-	for _, s := range w.segs[:n] {
+	for _, g := range s.segs[:n] {
 		// A discard with the unmap flag, or any reserved flag, is
 		// unsupported (section 5.2.6.2).
-		if s.Reserved || (r.Type == TypeDiscard && s.Unmap) {
+		if g.Reserved || (r.Type == TypeDiscard && g.Unmap) {
 			return StatusUnsupp
 		}
-		if s.Sectors > maxRangeSectors {
+		if g.Sectors > maxRangeSectors {
 			return StatusIOErr
 		}
-		off, ok := w.rangeOK(s.Sector, s.Sectors<<sectorShift)
+		off, ok := w.rangeOK(g.Sector, g.Sectors<<sectorShift)
 		if !ok {
 			return StatusIOErr
 		}
 		if r.Type == TypeDiscard {
-			err = w.io.Discard(off, s.Sectors<<sectorShift)
+			err = s.io.Discard(off, g.Sectors<<sectorShift)
 		} else {
-			err = w.io.WriteZeroes(off, s.Sectors<<sectorShift)
+			err = s.io.WriteZeroes(off, g.Sectors<<sectorShift)
 		}
 		if err != nil {
 			return StatusIOErr
