@@ -354,3 +354,10 @@ func (vm *VM) logConsole() {
 		vm.tb.Logf("vmtest: %s: serial console (%s):\n%s", vm.name, how, vm.Console.String())
 	})
 }
+
+// skipIfNoKVM skips the test, with the message CI recognizes, when
+// /dev/kvm cannot be used.
+func skipIfNoKVM(tb testing.TB) {
+	tb.Helper()
+	kvmtest.SkipIfUnavailable(tb)
+}

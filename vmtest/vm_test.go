@@ -102,8 +102,8 @@ func TestBadInput(t *testing.T) {
 		run       func(tb testing.TB, vm *VM)
 		wantFatal string // in the Fatalf message
 		wantErr   string // in the error the run reported
-		logged    bool // the console went to the log
-		shell     bool // needs the image with busybox
+		logged    bool   // the console went to the log
+		shell     bool   // needs the image with busybox
 	}{
 		{name: "missing kernel", opts: []Option{WithKernel("/nonexistent/vmlinux")},
 			wantFatal: "kernel: stat /nonexistent/vmlinux: no such file or directory (set GVMM_KERNEL"},

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"testing"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,4 +54,20 @@ func writeDevPort(v uint8) error {
 func PowerOff() error {
 	unix.Sync()
 	return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+}
+
+// EnvInGuest is set to 1 in the environment of tests that
+// vmtest.RunGoTests runs in a guest.
+const EnvInGuest = "GVMM_VMTEST_GUEST"
+
+// InVM reports whether the program runs in a guest of vmtest.RunGoTests.
+func InVM() bool { return os.Getenv(EnvInGuest) == "1" }
+
+// SkipIfNotInVM skips a test meant for the guest when it runs anywhere
+// else (the host's go test ./...).
+func SkipIfNotInVM(tb testing.TB) {
+	tb.Helper()
+	if !InVM() {
+		tb.Skip("not in a vmtest guest: vmtest.RunGoTests runs this test")
+	}
 }
