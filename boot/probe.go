@@ -119,3 +119,29 @@ func CmdlineMax(kernel []byte) (int, error) {
 	}
 	return k.cmdlineMax(), nil
 }
+
+// Extract returns the ELF vmlinux inside a kernel file: the decompressed
+// payload of a bzImage (boot.rst, payload_offset and payload_length,
+// protocol 2.08), or the file itself when it is already a vmlinux. Other
+// loaders can then enter the kernel without running its decompressor, for
+// example through its PVH note.
+func Extract(kernel []byte) ([]byte, error) {
+	k, err := parseKernel(kernel)
+	if err != nil {
+		return nil, err
+	}
+	if k.elf != nil {
+		return kernel, nil
+	}
+	if k.bz.payload == nil {
+		return nil, fmt.Errorf("bzImage protocol %#x has no payload fields (2.08 or later needed)", k.bz.version)
+	}
+	elf, _, err := decompressPayload(k.bz.payload)
+	if err != nil {
+		return nil, err
+	}
+	if !hasELFMagic(elf) {
+		return nil, fmt.Errorf("bzImage payload is not an ELF vmlinux")
+	}
+	return elf, nil
+}

@@ -30,7 +30,7 @@ typedef unsigned long size_t;
 
 /* x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
 enum {
-	SYS_read = 0, SYS_write = 1, SYS_open = 2, SYS_close = 3,
+	SYS_read = 0, SYS_write = 1, SYS_open = 2, SYS_close = 3, SYS_ioctl = 16,
 	SYS_pwrite64 = 18, SYS_dup2 = 33, SYS_execve = 59, SYS_exit = 60,
 	SYS_uname = 63, SYS_fcntl = 72, SYS_sync = 162, SYS_mount = 165,
 	SYS_reboot = 169, SYS_ioperm = 173, SYS_finit_module = 313,
@@ -38,6 +38,8 @@ enum {
 
 enum { O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CLOEXEC = 02000000 };
 enum { F_GETFD = 1 };
+/* TCSBRK with a non-zero argument is tcdrain() (include/uapi/asm-generic/ioctls.h). */
+enum { TCSBRK = 0x5409 };
 enum { EINTR = 4, EBUSY = 16, EEXIST = 17 };
 
 /* reboot(2) magic numbers and commands (include/uapi/linux/reboot.h). */
@@ -454,6 +456,13 @@ static void __attribute__((noreturn)) finish(void)
 	put(m);
 	put("\n");
 	flush();
+	/*
+	 * write() returns once the tty has the bytes, not once the UART sent
+	 * them: with several CPUs the transmit interrupt may run after this
+	 * point. Wait for the console to drain, or a test exit, which ends the
+	 * VM at once, cuts off the last lines.
+	 */
+	sys3(SYS_ioctl, 1, TCSBRK, 1);
 	sys3(SYS_sync, 0, 0, 0);
 
 	if (startswith(m, "testexit") && (m[8] == 0 || m[8] == '=')) {

@@ -404,3 +404,40 @@ func TestBuildFilesErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestWithDependencies(t *testing.T) {
+	dir := t.TempDir()
+	mods := map[string][]string{
+		"kvm-amd": {"kvm", "ccp"}, "kvm": {"irqbypass"}, "irqbypass": nil, "ccp": nil,
+		"9p": {"9pnet", "netfs"}, "9pnet": nil, "netfs": nil, "loop-a": {"loop_b"}, "loop_b": {"loop-a"},
+		"needs-missing": {"absent"},
+	}
+	found := map[string]string{}
+	for name, deps := range mods {
+		p := filepath.Join(dir, name+".ko")
+		require.NoError(t, os.WriteFile(p, fakeModule(name, deps...), 0o644))
+		found[name] = p
+	}
+	tests := []struct {
+		names []string
+		want  []string
+		err   string
+	}{
+		{names: []string{"kvm_amd"}, want: []string{"irqbypass", "kvm", "ccp", "kvm-amd"}},
+		{names: []string{"kvm_amd", "9p", "kvm"}, want: []string{"irqbypass", "kvm", "ccp", "kvm-amd", "9pnet", "netfs", "9p"}},
+		{names: []string{"nope"}, err: "module nope not found"},
+		{names: []string{"needs-missing"}, err: "module absent (needed by needs-missing) not found"},
+		{names: []string{"loop-a"}, err: "cycle"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.names, ","), func(t *testing.T) {
+			got, err := WithDependencies(found, tt.names)
+			if tt.err != "" {
+				assert.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}

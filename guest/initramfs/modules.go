@@ -177,3 +177,52 @@ func ExtractModules(src, dir string) (files []string, release string, err error)
 	sort.Strings(files)
 	return files, release, nil
 }
+
+// WithDependencies returns the modules named in names (with dashes or
+// underscores) and every module they need, transitively, in an order that
+// loads each after its dependencies: the order Spec.Modules wants. found
+// maps module file names to files, as FindModules returns it. A module that
+// is not in found is an error naming who needed it.
+func WithDependencies(found map[string]string, names []string) ([]string, error) {
+	byName := make(map[string]string, len(found)) // kernel name -> file name
+	for file := range found {
+		byName[modname(file)] = file
+	}
+	var order []string
+	state := map[string]int{} // 1: visiting, 2: done
+	var visit func(name, neededBy string) error
+	visit = func(name, neededBy string) error {
+		file, ok := byName[modname(name)]
+		if !ok {
+			if neededBy != "" {
+				return fmt.Errorf("initramfs: module %s (needed by %s) not found", name, neededBy)
+			}
+			return fmt.Errorf("initramfs: module %s not found", name)
+		}
+		switch state[file] {
+		case 1:
+			return fmt.Errorf("initramfs: modules depend on each other in a cycle through %s", file)
+		case 2:
+			return nil
+		}
+		state[file] = 1
+		data, err := ReadModule(found[file])
+		if err != nil {
+			return err
+		}
+		for _, dep := range Depends(data) {
+			if err := visit(dep, file); err != nil {
+				return err
+			}
+		}
+		state[file] = 2
+		order = append(order, file)
+		return nil
+	}
+	for _, n := range names {
+		if err := visit(n, ""); err != nil {
+			return nil, err
+		}
+	}
+	return order, nil
+}

@@ -1,0 +1,140 @@
+package emuhost
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMode(t *testing.T) {
+	tests := []struct {
+		in                 string
+		want               Mode
+		withKVM, withoutIt bool
+		err                bool
+	}{
+		{in: "", want: Auto, withKVM: false, withoutIt: true},
+		{in: "auto", want: Auto, withKVM: false, withoutIt: true},
+		{in: " Always", want: Always, withKVM: true, withoutIt: true},
+		{in: "never", want: Never, withKVM: false, withoutIt: false},
+		{in: "sometimes", err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			m, err := ParseMode(tt.in)
+			if tt.err {
+				assert.ErrorContains(t, err, "GVMM_EMULATED_HOST=\"sometimes\": want always, never or auto")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, m)
+			assert.Equal(t, tt.withKVM, m.Emulate(true), "with a usable /dev/kvm")
+			assert.Equal(t, tt.withoutIt, m.Emulate(false), "without /dev/kvm")
+		})
+	}
+}
+
+func TestScript(t *testing.T) {
+	env := []string{"HOME=/root", "WEIRD=it's $x", "1BAD=x", "PWD=/elsewhere", "TMPDIR=/var/tmp",
+		"GVMM_EMULATED_HOST=always", "noequals", "A-B=dash"}
+	s := Script("/work/my repo", env, []string{"go", "test", "-run", "Test'X"}, nil)
+	assert.Contains(t, s, "cd '/work/my repo' || exit 125\n")
+	assert.Contains(t, s, "export WEIRD='it'\\''s $x'\n")
+	assert.Contains(t, s, "export HOME='/root'\n")
+	assert.Contains(t, s, "export TMPDIR='/var/tmp'\n", "a caller's TMPDIR is kept")
+	assert.Contains(t, s, "export GOTMPDIR='/run/emuhost-tmp'\n", "temporary files default to the host's tmpfs")
+	assert.Contains(t, s, "export GVMM_EMULATED_HOST='never'\n", "the host never starts another host")
+	assert.NotContains(t, s, "1BAD")
+	assert.NotContains(t, s, "A-B")
+	assert.NotContains(t, s, "/elsewhere")
+	assert.Contains(t, s, "stty -F /dev/ttyS0 raw -echo opost -onlcr\n")
+	assert.True(t, strings.HasSuffix(s, "exec 'go' 'test' '-run' 'Test'\\''X'\n"), s)
+
+	s = Script("/", nil, []string{"gvmm"}, &terminalSize{rows: 50, cols: 132})
+	assert.Contains(t, s, "exec </dev/ttyS0 >/dev/ttyS0 2>&1\nstty sane rows 50 cols 132\n")
+	assert.True(t, strings.HasSuffix(s, "exec setsid --ctty --wait -- 'gvmm'\n"), s)
+
+	// The script is valid shell that runs the command with its arguments
+	// intact (the terminal setup is left out: there is no ttyS0 here).
+	var body []string
+	for _, l := range strings.Split(Script(t.TempDir(), []string{"X=a'b"}, []string{"sh", "-c", `printf '%s|' "$X" "$0" "$1"`, "it's", "two words"}, nil), "\n") {
+		if !strings.HasPrefix(l, "exec <") && !strings.HasPrefix(l, "stty") {
+			body = append(body, l)
+		}
+	}
+	out, err := exec.Command("sh", "-c", strings.Join(body, "\n")).Output()
+	require.NoError(t, err)
+	assert.Equal(t, "a'b|it's|two words|", string(out))
+}
+
+func TestParseApt(t *testing.T) {
+	policy := "linux-image-amd64:\n  Installed: (none)\n  Candidate: 6.1.192-3\n  Version table:\n     6.1.192-3 500\n"
+	assert.Equal(t, "6.1.192-3", parseCandidate([]byte(policy)))
+	assert.Equal(t, "", parseCandidate([]byte("foo:\n  Installed: (none)\n  Candidate: (none)\n")))
+	assert.Equal(t, "", parseCandidate(nil))
+	depends := "linux-image-amd64\n  Depends: linux-image-6.1.0-57-amd64\n  Depends: <linux-image-x>\n"
+	assert.Equal(t, "linux-image-6.1.0-57-amd64", parseKernelDepends([]byte(depends)))
+	assert.Equal(t, "", parseKernelDepends([]byte("x\n  Depends: libc6\n")))
+}
+
+func TestLineFilter(t *testing.T) {
+	var out bytes.Buffer
+	f := &lineFilter{w: &out, drop: qemuNoise}
+	f.Write([]byte("qemu-system-x86_64: warning: TCG doesn't support requested feature: CPUID.8000000AH:EDX.nrip-save [bit 3]\nreal "))
+	f.Write([]byte("error\nqemu: warning: TCG doesn't support requested feature: x\nlast"))
+	f.Flush()
+	assert.Equal(t, "real error\nlast", out.String())
+}
+
+func TestQEMUArgs(t *testing.T) {
+	args := strings.Join(qemuArgs(Image{Kernel: "/k", Initrd: "/i"}, Config{CPUs: 3, Memory: "2G", Append: "foo=1"}, "/r", false), " ")
+	for _, want := range []string{"-accel tcg,thread=multi", "-cpu EPYC,+svm,+npt", "-smp 3", "-m 2G", "-kernel /k", "-initrd /i",
+		"emuhost.dir=/r", "quiet loglevel=1 foo=1", "stdio,id=console,signal=on", "path=/,mount_tag=host"} {
+		assert.Contains(t, args, want)
+	}
+	args = strings.Join(qemuArgs(Image{}, Config{}, "/r", true), " ")
+	assert.Contains(t, args, "-m "+DefaultMemory)
+	assert.Contains(t, args, "signal=off", "an interactive console sends Ctrl-C to the command")
+}
+
+func TestRunMissingQEMU(t *testing.T) {
+	_, err := Run(context.Background(), Image{}, Config{QEMU: "no-such-qemu-here"}, []string{"true"})
+	assert.EqualError(t, err, "no-such-qemu-here not found: install Debian's qemu-system-x86 (apt-get install --no-install-recommends qemu-system-x86)")
+}
+
+// TestRunInEmulatedHost boots the real host: its command's output and
+// status come back, with the working folder and environment it was given.
+func TestRunInEmulatedHost(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skipf("emulated host tests skipped: no qemu-system-x86_64 (apt-get install %s)", QEMUPackage)
+	}
+	cache := os.Getenv("GVMM_EMULATED_HOST_CACHE")
+	if cache == "" {
+		cache = filepath.Join("..", ".cache", "emuhost")
+	}
+	cache, err := filepath.Abs(cache)
+	require.NoError(t, err)
+	var log bytes.Buffer
+	img, err := Prepare(context.Background(), cache, DefaultPackages, &log)
+	require.NoError(t, err, log.String())
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "in"), []byte("from outside"), 0o644))
+	var out bytes.Buffer
+	status, err := Run(context.Background(), img, Config{
+		Dir: dir, Env: []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "GREETING=hello 'host'"},
+		RunDir: filepath.Join(cache, "runs"), Stdout: &out, Stderr: &out,
+	}, []string{"sh", "-c", `echo "$GREETING"; cat in; echo; test -c /dev/kvm && echo kvm; echo inside > out; exit 7`})
+	require.NoError(t, err, out.String())
+	assert.Equal(t, 7, status)
+	assert.Equal(t, "hello 'host'\nfrom outside\nkvm\n", out.String())
+	got, err := os.ReadFile(filepath.Join(dir, "out"))
+	require.NoError(t, err)
+	assert.Equal(t, "inside\n", string(got), "the command writes this machine's files")
+}

@@ -1,0 +1,62 @@
+#!/bin/sh
+# /init of the emulated KVM host (package emuhost). It runs under QEMU's
+# software CPU, loads kvm-amd and the 9p modules, mounts the machine's whole
+# file system from the 9p export "host" on /host, and runs the command the
+# runner wrote into its run folder (emuhost.dir= on the kernel command line)
+# in a chroot there: same paths, now with /dev/kvm. The command's exit status
+# goes into DIR/status, then the host powers off. Any failure before the
+# command runs is one line starting "emuhost:" and a status of 125.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+dir=
+for arg in $(cat /proc/cmdline); do
+    case $arg in emuhost.dir=*) dir=${arg#emuhost.dir=} ;; esac
+done
+
+# off: power off without the kernel's "reboot: Power down" on the console,
+# which would end the command's output.
+off() {
+    sync
+    echo 0 > /proc/sys/kernel/printk
+    poweroff -f
+}
+
+fail() {
+    echo "emuhost: $*" >&2
+    [ -n "$dir" ] && [ -d "/host$dir" ] && echo 125 > "/host$dir/status"
+    off
+}
+
+while read -r m; do
+    insmod "/lib/modules/$m" || fail "insmod $m failed"
+done < /lib/modules/load-order
+
+mkdir -p /host
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=none host /host ||
+    fail "cannot mount this machine's files over 9p"
+[ -n "$dir" ] && [ -f "/host$dir/run.sh" ] || fail "no run folder on the kernel command line (emuhost.dir=)"
+# kvm-amd loads on any CPU and only then finds SVM missing.
+[ -c /dev/kvm ] || fail "no /dev/kvm: kvm-amd did not bind (the CPU model needs +svm and +npt): $(dmesg | grep -i -m1 -e svm -e kvm)"
+
+# The command sees this machine's own file system, with fresh kernel
+# file systems: a tmpfs on /run so that state such as ip netns files from
+# an earlier run is not seen, and a tmpfs for temporary files (the 9p
+# export cannot mmap files, and is slow).
+mount -t proc proc /host/proc
+mount -t sysfs sysfs /host/sys
+mount -t devtmpfs devtmpfs /host/dev
+mkdir -p /host/dev/pts /host/dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /host/dev/pts
+mount -t tmpfs tmpfs /host/dev/shm
+mount -t tmpfs -o mode=0755 tmpfs /host/run
+mkdir -p /host/run/emuhost-tmp
+chmod 1777 /host/run/emuhost-tmp
+[ -d /host/sys/fs/cgroup ] && mount -t cgroup2 cgroup2 /host/sys/fs/cgroup 2>/dev/null
+ip link set lo up 2>/dev/null
+
+chroot /host /bin/sh "$dir/run.sh"
+echo $? > "/host$dir/status"
+off

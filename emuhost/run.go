@@ -1,0 +1,322 @@
+package emuhost
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// QEMUPackage is the Debian package that has QEMU's x86-64 system emulator.
+const QEMUPackage = "qemu-system-x86"
+
+// Config describes one run of a command in the emulated host.
+type Config struct {
+	// QEMU is the emulator; empty means qemu-system-x86_64 on PATH.
+	QEMU string
+	// CPUs is the host's CPU count; 0 means this machine's.
+	CPUs int
+	// Memory is the host's RAM in QEMU's syntax ("12G"); empty means
+	// DefaultMemory. QEMU allocates it lazily, as the host touches it.
+	Memory string
+	// Append is added to the host kernel's command line.
+	Append string
+	// Dir is the command's working folder; empty means this process's.
+	Dir string
+	// Env is the command's environment; nil means this process's.
+	Env []string
+	// RunDir is where the run's script and status are kept while it runs
+	// (a fresh folder is made in it); empty means os.TempDir(). It must be
+	// outside the folders the host mounts afresh (/run, /dev, /proc, /sys).
+	RunDir string
+	// Stdin, Stdout and Stderr are the host's serial console. When Stdin
+	// is a terminal, the console is interactive: QEMU passes every key
+	// (Ctrl-C included) to the command, which gets the serial port as its
+	// controlling terminal with this terminal's size. Otherwise the command's
+	// stdin is /dev/null.
+	Stdin          *os.File
+	Stdout, Stderr io.Writer
+	// Verbose shows the QEMU command and the host kernel's messages.
+	Verbose bool
+}
+
+// DefaultMemory is the host's RAM: room for a few guests of several GiB
+// at once, on a 24 GiB machine.
+const DefaultMemory = "12G"
+
+// Run runs argv in the emulated host booted from img and returns its exit
+// status. An error means the host itself failed: QEMU is missing, could not
+// start, or the host stopped before the command ended.
+func Run(ctx context.Context, img Image, cfg Config, argv []string) (int, error) {
+	if len(argv) == 0 {
+		return 0, fmt.Errorf("no command to run")
+	}
+	qemu := cfg.QEMU
+	if qemu == "" {
+		qemu = "qemu-system-x86_64"
+	}
+	qemuPath, err := exec.LookPath(qemu)
+	if err != nil {
+		return 0, fmt.Errorf("%s not found: install Debian's %s (apt-get install --no-install-recommends %s)", qemu, QEMUPackage, QEMUPackage)
+	}
+	if cfg.Dir == "" {
+		if cfg.Dir, err = os.Getwd(); err != nil {
+			return 0, err
+		}
+	}
+	if cfg.Env == nil {
+		cfg.Env = os.Environ()
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = io.Discard
+	}
+	if cfg.RunDir != "" {
+		if err := os.MkdirAll(cfg.RunDir, 0o755); err != nil {
+			return 0, err
+		}
+	}
+	runDir, err := os.MkdirTemp(cfg.RunDir, "emuhost-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(runDir)
+	if runDir, err = filepath.Abs(runDir); err != nil {
+		return 0, err
+	}
+	if strings.ContainsAny(runDir, " \t\n'\"\\") {
+		return 0, fmt.Errorf("run folder %q: the host's command line cannot carry its name", runDir)
+	}
+
+	var tty *terminalSize
+	if cfg.Stdin != nil {
+		tty = sizeOf(cfg.Stdin)
+	}
+	script := Script(cfg.Dir, cfg.Env, argv, tty)
+	if err := os.WriteFile(filepath.Join(runDir, "run.sh"), []byte(script), 0o644); err != nil {
+		return 0, err
+	}
+
+	args := qemuArgs(img, cfg, runDir, tty != nil)
+	if cfg.Verbose {
+		fmt.Fprintf(cfg.Stderr, "emuhost: %s %s\n", qemuPath, strings.Join(args, " "))
+	}
+	cmd := exec.CommandContext(ctx, qemuPath, args...)
+	// QEMU restores the terminal on SIGTERM, not on SIGKILL.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if cfg.Stdin != nil { // not a nil *os.File in the io.Reader
+		cmd.Stdin = cfg.Stdin
+	}
+	cmd.Stdout = cfg.Stdout
+	stderr := &lineFilter{w: cfg.Stderr, drop: qemuNoise}
+	cmd.Stderr = stderr
+	runErr := cmd.Run()
+	stderr.Flush()
+
+	data, err := os.ReadFile(filepath.Join(runDir, "status"))
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("emulated host stopped: %w", ctx.Err())
+		}
+		if runErr != nil {
+			return 0, fmt.Errorf("%s: %w", qemu, runErr)
+		}
+		return 0, errNoStatus
+	}
+	status, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || status < 0 || status > 255 {
+		return 0, fmt.Errorf("the emulated host wrote a bad status %q", data)
+	}
+	return status, nil
+}
+
+// qemuArgs is QEMU's command line for a run. The CPU is an AMD EPYC with
+// SVM and nested paging (NPT): QEMU's TCG emulates AMD-V but not Intel
+// VMX, and kvm-amd needs NPT for guests that run at a usable speed.
+func qemuArgs(img Image, cfg Config, runDir string, interactive bool) []string {
+	cpus := cfg.CPUs
+	if cpus <= 0 {
+		cpus = runtime.NumCPU()
+	}
+	mem := cfg.Memory
+	if mem == "" {
+		mem = DefaultMemory
+	}
+	// loglevel=1: only the host kernel's alerts reach the console, so the
+	// command's output stays its own. panic=-1 and -no-reboot turn a host
+	// panic into QEMU's exit instead of a hang.
+	cmdline := "console=ttyS0 panic=-1 mitigations=off emuhost.dir=" + runDir
+	if cfg.Verbose {
+		cmdline += " loglevel=7"
+	} else {
+		cmdline += " quiet loglevel=1"
+	}
+	if cfg.Append != "" {
+		cmdline += " " + cfg.Append
+	}
+	signal := "on"
+	if interactive {
+		signal = "off" // Ctrl-C goes to the command, not to QEMU
+	}
+	return []string{
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-accel", "tcg,thread=multi",
+		"-cpu", "EPYC,+svm,+npt",
+		"-smp", strconv.Itoa(cpus), "-m", mem,
+		"-kernel", img.Kernel, "-initrd", img.Initrd, "-append", cmdline,
+		"-chardev", "stdio,id=console,signal=" + signal, "-serial", "chardev:console",
+		// This machine's whole file system, mounted by /init on /host.
+		"-virtfs", "local,path=/,mount_tag=host,security_model=none,multidevs=remap",
+	}
+}
+
+// qemuNoise matches QEMU's warnings about CPUID bits TCG does not
+// emulate (nrip-save, xsavec, ...): expected with an EPYC model, harmless.
+var qemuNoise = regexp.MustCompile(`TCG doesn't support requested feature`)
+
+// terminalSize is a terminal's rows and columns.
+type terminalSize struct{ rows, cols int }
+
+// Script is the shell script the host runs (in a chroot of this machine's
+// file system) for argv in folder dir with environment env. tty is the
+// caller's terminal size when the console is interactive, or nil.
+func Script(dir string, env, argv []string, tty *terminalSize) string {
+	var b strings.Builder
+	b.WriteString("# written by emuhost: run in the emulated KVM host\n")
+	if tty != nil {
+		// The serial port becomes the command's controlling terminal, with
+		// the caller's size, so that full-screen programs and Ctrl-C work.
+		b.WriteString("exec </dev/ttyS0 >/dev/ttyS0 2>&1\n")
+		fmt.Fprintf(&b, "stty sane rows %d cols %d\n", tty.rows, tty.cols)
+	} else {
+		// Output byte for byte, without the tty's \n -> \r\n.
+		b.WriteString("exec </dev/null >/dev/ttyS0 2>&1\nstty -F /dev/ttyS0 raw -echo opost -onlcr\n")
+	}
+	fmt.Fprintf(&b, "cd %s || exit 125\n", quote(dir))
+	for _, kv := range hostEnv(env) {
+		fmt.Fprintf(&b, "export %s\n", kv)
+	}
+	if tty != nil {
+		b.WriteString("exec setsid --ctty --wait --")
+	} else {
+		b.WriteString("exec")
+	}
+	for _, a := range argv {
+		b.WriteString(" " + quote(a))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// insideEnv is set for the command: it runs inside the emulated host,
+// which must never start another one (GVMM_EMULATED_HOST=always would
+// otherwise recurse).
+var insideEnv = map[string]string{
+	ModeEnv:                     "never",
+	"GVMM_INSIDE_EMULATED_HOST": "1",
+}
+
+// tmpDefaults apply unless the caller set them: temporary files go to a
+// tmpfs of the host (/run/emuhost-tmp, made by /init), because the 9p
+// export cannot mmap files (the Go linker maps its output) and is slow.
+var tmpDefaults = map[string]string{
+	"TMPDIR":   "/run/emuhost-tmp",
+	"GOTMPDIR": "/run/emuhost-tmp",
+}
+
+// hostEnv returns env as quoted NAME=VALUE assignments for the host's
+// shell, sorted, with insideEnv and tmpDefaults applied and the shell's
+// own variables dropped.
+func hostEnv(env []string) []string {
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !validName(k) {
+			continue
+		}
+		switch k {
+		case "PWD", "OLDPWD", "SHLVL", "_":
+			continue
+		}
+		vars[k] = v
+	}
+	for k, v := range tmpDefaults {
+		if _, set := vars[k]; !set {
+			vars[k] = v
+		}
+	}
+	for k, v := range insideEnv {
+		vars[k] = v
+	}
+	out := make([]string, 0, len(vars))
+	for k, v := range vars {
+		out = append(out, k+"="+quote(v))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// validName reports whether s is a shell variable name.
+func validName(s string) bool {
+	if s == "" || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// quote quotes s for a POSIX shell.
+func quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// lineFilter writes the lines written to it to w, except those drop
+// matches.
+type lineFilter struct {
+	w    io.Writer
+	drop *regexp.Regexp
+	buf  []byte
+}
+
+func (f *lineFilter) Write(p []byte) (int, error) {
+	f.buf = append(f.buf, p...)
+	for {
+		i := bytes.IndexByte(f.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := f.buf[:i+1]
+		if !f.drop.Match(line) {
+			if _, err := f.w.Write(line); err != nil {
+				return len(p), err
+			}
+		}
+		f.buf = f.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+// Flush writes a last unterminated line.
+func (f *lineFilter) Flush() {
+	if len(f.buf) > 0 && !f.drop.Match(f.buf) {
+		f.w.Write(f.buf)
+	}
+	f.buf = nil
+}
