@@ -155,8 +155,10 @@ var guestEnv = []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}
 // the package's dependencies, from the package's own module (the module
 // cache copy of u-root, for one).
 func GoBuild(ctx context.Context, env []string, out, pkg string) error {
-	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg}
-	first := goCmd(ctx, "", env, args...)
+	flags := []string{"-trimpath", "-ldflags=-s -w"}
+	args := append(append([]string{"build"}, flags...), "-o", out, pkg)
+	key, ok := buildKey(ctx, "", env, pkg, false, flags)
+	first := cached(key, ok, out, func() error { return goCmd(ctx, "", env, args...) })
 	if first == nil {
 		return nil
 	}
@@ -167,7 +169,8 @@ func GoBuild(ctx context.Context, env []string, out, pkg string) error {
 	if err != nil || dir == "" {
 		return first
 	}
-	if again := goCmd(ctx, dir, env, args...); again != nil {
+	key, ok = buildKey(ctx, dir, env, pkg, false, flags)
+	if again := cached(key, ok, out, func() error { return goCmd(ctx, dir, env, args...) }); again != nil {
 		return fmt.Errorf("%w; in its module %s: %w", first, dir, again)
 	}
 	return nil
@@ -177,7 +180,8 @@ func GoBuild(ctx context.Context, env []string, out, pkg string) error {
 // (go test -c), with extra flags such as -cover.
 func GoTestBuild(ctx context.Context, env []string, out, pkg string, flags ...string) error {
 	args := append([]string{"test", "-c", "-o", out}, flags...)
-	return goCmd(ctx, "", env, append(args, pkg)...)
+	key, ok := buildKey(ctx, "", env, pkg, true, flags)
+	return cached(key, ok, out, func() error { return goCmd(ctx, "", env, append(args, pkg)...) })
 }
 
 // moduleDir returns the folder of the module that provides pkg.
