@@ -60,10 +60,11 @@ func buildKey(ctx context.Context, dir string, env []string, pkg string, test bo
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "vmtest build 1\n%q\n%q\n%q\n%v\n", dir, env, flags, test)
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "GO") {
-			fmt.Fprintf(h, "%s\n", kv)
-		}
+	// The settings that change what the linker makes of the same
+	// packages; the compile-time ones are in the export data's names.
+	// Not GOTMPDIR and the like: the emulated KVM host sets them.
+	for _, k := range []string{"GOFLAGS", "GOAMD64", "GOEXPERIMENT", "GOROOT", "GOTOOLCHAIN"} {
+		fmt.Fprintf(h, "%s=%s\n", k, os.Getenv(k))
 	}
 	h.Write(out.Bytes())
 	return hex.EncodeToString(h.Sum(nil)), true
