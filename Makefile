@@ -35,7 +35,7 @@ KVM_PKGS = $(shell grep -l -E '$(KVM_TEST_RE)' $$(find . -name '*_test.go' -not 
 # Packages also run with the race detector where KVM works.
 RACE_KVM_PKGS := machine vcpu
 # Floors for CI: fewer KVM tests or boots than these means tests were lost.
-MIN_KVM_TESTS ?= 40
+MIN_KVM_TESTS ?= 50
 MIN_BOOTS     ?= 8
 
 .DEFAULT_GOAL := build
