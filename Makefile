@@ -35,7 +35,7 @@ KVM_PKGS = $(shell grep -l -E '$(KVM_TEST_RE)' $$(find . -name '*_test.go' -not 
 # Packages also run with the race detector where KVM works.
 RACE_KVM_PKGS := machine vcpu
 # Floors for CI: fewer KVM tests or boots than these means tests were lost.
-MIN_KVM_TESTS ?= 40
+MIN_KVM_TESTS ?= 50
 MIN_BOOTS     ?= 8
 
 .DEFAULT_GOAL := build
@@ -69,7 +69,7 @@ test-race:
 
 # The KVM tests: built here, run where KVM works (the race-detector builds
 # of RACE_KVM_PKGS too).
-test-kvm: build
+test-kvm: build guest-tools
 	@mkdir -p $(OUT) && rm -rf $(TESTBIN)/kvm && mkdir -p $(TESTBIN)/kvm
 	@for p in $(KVM_PKGS); do \
 	  $(GO) test -c -o $(TESTBIN)/kvm/$${p//\//_}.test ./$$p || exit 1; done
@@ -98,7 +98,7 @@ test-boot-ci: test-boot
 # Benchmarks print their ratio to a baseline measured in the same run
 # (docs/exit-loop.md). The exit-loop benchmark needs KVM: it runs where KVM
 # works, like the KVM tests.
-bench: build
+bench: build guest-tools
 	@mkdir -p $(TESTBIN)/bench $(OUT)
 	@for p in vcpu vcpu/stats vcpu/trace; do \
 	  $(GO) test -c -o $(TESTBIN)/bench/$${p//\//_}.test ./$$p || exit 1; done

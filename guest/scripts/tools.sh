@@ -1,5 +1,6 @@
 #!/bin/bash
-# tools.sh: check the host tools "make guest" needs; as root (and with
+# tools.sh: check the host tools "make guest" and the emulated KVM host
+# need; as root (and with
 # GUEST_INSTALL=1, the default) install the missing Debian packages with
 # apt-get. Quick when everything is there.
 set -euo pipefail
@@ -16,6 +17,11 @@ need apt-get apt
 need dpkg-deb dpkg
 need flock util-linux
 need sha256sum coreutils
+# Without a usable /dev/kvm, the tests and make boot run in the emulated KVM
+# host (bin/emuhost), which is QEMU.
+if ! { [ -r /dev/kvm ] && [ -w /dev/kvm ]; }; then
+    need qemu-system-x86_64 qemu-system-x86
+fi
 if [ -n "$missing" ]; then
     if is_root && [ "${GUEST_INSTALL:-1}" = 1 ]; then
         log "installing$missing"
