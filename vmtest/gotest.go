@@ -2,6 +2,8 @@ package vmtest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gvmm/gvmm/kvm"
 	"github.com/gvmm/gvmm/vmtest/guest"
 	"github.com/gvmm/gvmm/vmtest/initramfs"
 	"github.com/gvmm/gvmm/vmtest/internal/wire"
@@ -86,18 +87,27 @@ func RunGoTests(t *testing.T, pkg string, opts ...GoTestOption) {
 		ctx, cancel = context.WithDeadline(ctx, dl)
 		defer cancel()
 	}
-	prebuildOnly := skipUnlessRunnable(t, cfg.vmOpts)
+	skipUnlessRunnable(t, cfg.vmOpts)
 
 	work := t.TempDir()
 	start := time.Now()
-	img, err := buildGoTestImage(ctx, work, pkg, &cfg)
+	store := initramfs.StoreFromEnv()
+	key, what, err := goTestKey(pkg, &cfg)
 	if err != nil {
 		t.Fatalf("vmtest: %v", err)
 	}
-	t.Logf("vmtest: built the guest image for %s in %v", pkg, time.Since(start).Round(time.Millisecond))
-	if prebuildOnly {
-		skipIfNoKVM(t)
+	img, err := store.Provide(key, what, filepath.Join(work, "initramfs.cpio"), func(out string) error {
+		return buildGoTestImage(ctx, work, out, pkg, &cfg)
+	})
+	if err != nil {
+		t.Fatalf("vmtest: %v", err)
 	}
+	if store != nil && !store.Fill {
+		t.Logf("vmtest: the guest image for %s is prebuilt: %s", pkg, img)
+	} else {
+		t.Logf("vmtest: built the guest image for %s in %v", pkg, time.Since(start).Round(time.Millisecond))
+	}
+	skipIfPrebuild(t)
 
 	vm := Start(t, append([]Option{WithName(t.Name() + " (" + pkg + ")"), WithInitramfs(img), WithCmdline("quiet")}, cfg.vmOpts...)...)
 	r := newReporter(t, cfg.coverDir)
@@ -109,16 +119,24 @@ func RunGoTests(t *testing.T, pkg string, opts ...GoTestOption) {
 	r.finish(err, verdict)
 }
 
-// EnvPrebuild set to 1 makes RunGoTests build its guest image even where
-// it will skip for want of /dev/kvm, to fill the build cache
-// (initramfs.EnvCache) for a later run where KVM works: gvmm's make test
-// runs the tests once on the machine, then in the emulated KVM host, where
-// the Go linker is 30 times slower.
-const EnvPrebuild = "GVMM_VMTEST_PREBUILD"
+// EnvPrebuild set to 1 makes a prebuild run: RunGoTests and
+// initramfs.Image's Build build their images (with or without /dev/kvm)
+// and store them in EnvImages' folder, and the tests then skip instead of
+// booting (SkipPrebuild). It serves a later run that must not run the Go
+// toolchain: gvmm's make test prebuilds on the machine, then runs the
+// same test binary in the emulated KVM host, where the Go linker is 30
+// times slower (initramfs.EnvPrebuild).
+const EnvPrebuild = initramfs.EnvPrebuild
+
+// EnvImages names the folder of prebuilt images (initramfs.EnvImages):
+// where it is set without EnvPrebuild, RunGoTests and initramfs.Image's
+// Build take their images from it, fail the test when one is missing,
+// and never run the Go toolchain.
+const EnvImages = initramfs.EnvImages
 
 // skipUnlessRunnable skips t as Start would, before minutes of building;
-// with EnvPrebuild it returns true instead of skipping for want of KVM.
-func skipUnlessRunnable(t *testing.T, opts []Option) (prebuildOnly bool) {
+// not in a prebuild run, which builds the image and then skips.
+func skipUnlessRunnable(t *testing.T, opts []Option) {
 	t.Helper()
 	var c config
 	for _, o := range opts {
@@ -127,21 +145,52 @@ func skipUnlessRunnable(t *testing.T, opts []Option) (prebuildOnly bool) {
 	if c.kernel == "" && GuestFromEnv().Kernel == "" {
 		t.Skipf("%s set %s (and %s, %s) or run `make guest`", SkipNoKernel, EnvKernel, EnvInitramfs, EnvCmdline)
 	}
-	if os.Getenv(EnvPrebuild) == "1" {
-		if ok, _ := kvm.Available(); !ok {
-			return true
-		}
+	if os.Getenv(EnvPrebuild) != "1" {
+		skipIfNoKVM(t)
 	}
-	skipIfNoKVM(t)
-	return false
 }
 
-func buildGoTestImage(ctx context.Context, work, pkg string, cfg *goTestConfig) (string, error) {
+// goTestKey names the image RunGoTests boots for pkg and cfg, without
+// building it; what describes it.
+func goTestKey(pkg string, cfg *goTestConfig) (key, what string, err error) {
+	imgKey, err := cfg.image.Key()
+	if err != nil {
+		return "", "", err
+	}
+	dir := pkg
+	if d, err := packageDir(pkg); err == nil {
+		dir = d // "./x" means different packages in different folders
+	}
+	desc := struct {
+		Version   int
+		Pkg       string
+		Args      []string
+		Cover     bool
+		CoverPkgs []string
+		Image     string
+	}{1, dir, cfg.args, cfg.coverDir != "", cfg.cover, imgKey}
+	data, err := json.Marshal(desc)
+	if err != nil {
+		return "", "", err
+	}
+	sum := sha256.Sum256(data)
+	what = fmt.Sprintf("the tests of %s with %q", pkg, cfg.args)
+	if desc.Cover {
+		what += " and coverage"
+	}
+	if len(cfg.image.Commands) > 0 {
+		what += " and commands " + strings.Join(cfg.image.Commands, " ")
+	}
+	return hex.EncodeToString(sum[:]), what, nil
+}
+
+// buildGoTestImage builds the image that runs pkg's tests into out.
+func buildGoTestImage(ctx context.Context, work, out, pkg string, cfg *goTestConfig) error {
 	testBin := filepath.Join(work, "pkg.test")
 	var flags []string
 	if cfg.coverDir != "" {
 		if err := os.MkdirAll(cfg.coverDir, 0o755); err != nil {
-			return "", err
+			return err
 		}
 		flags = append(flags, "-cover", "-covermode=atomic")
 		if len(cfg.cover) > 0 {
@@ -149,14 +198,14 @@ func buildGoTestImage(ctx context.Context, work, pkg string, cfg *goTestConfig) 
 		}
 	}
 	if err := initramfs.GoTestBuild(ctx, cfg.image.GoEnv, testBin, pkg, flags...); err != nil {
-		return "", err
+		return err
 	}
 	if _, err := os.Stat(testBin); err != nil {
-		return "", fmt.Errorf("%s has no tests (go test -c wrote no binary)", pkg)
+		return fmt.Errorf("%s has no tests (go test -c wrote no binary)", pkg)
 	}
 	t2j := filepath.Join(work, "test2json")
 	if err := initramfs.GoBuild(ctx, nil, t2j, "cmd/test2json"); err != nil {
-		return "", err
+		return err
 	}
 	img := cfg.image
 	img.Files = append(img.Files,
@@ -166,11 +215,11 @@ func buildGoTestImage(ctx context.Context, work, pkg string, cfg *goTestConfig) 
 	// as go test runs them in the package's folder.
 	img.Dir = "/vmtest/pkg"
 	img.Files = append(img.Files, initramfs.File{Name: "vmtest/pkg/.keep"})
-	if dir, err := packageDir(ctx, pkg); err == nil {
+	if dir, err := packageDir(pkg); err == nil {
 		if _, err := os.Stat(filepath.Join(dir, "testdata")); err == nil {
 			files, err := initramfs.DirFiles(filepath.Join(dir, "testdata"), "vmtest/pkg/testdata")
 			if err != nil {
-				return "", err
+				return err
 			}
 			img.Files = append(img.Files, files...)
 		}
@@ -181,19 +230,14 @@ func buildGoTestImage(ctx context.Context, work, pkg string, cfg *goTestConfig) 
 	if cfg.coverDir != "" {
 		img.Run = append(img.Run, "-test.gocoverdir="+guestCoverDir)
 		img.Env = append(img.Env, "GOCOVERDIR="+guestCoverDir)
-		img.SendDir = guestCoverDir
-		img.Files = append(img.Files, initramfs.File{Name: strings.TrimPrefix(guestCoverDir, "/") + "/.keep"})
+		img.SendDir = guestCoverDir // /init makes it
 	}
 	img.JSONOutput, img.QuietKernel = true, true
-	out := filepath.Join(work, "initramfs.cpio")
-	if err := img.Build(ctx, out); err != nil {
-		return "", err
-	}
-	return out, nil
+	return img.BuildFresh(ctx, out)
 }
 
 // packageDir returns the host folder of pkg.
-func packageDir(ctx context.Context, pkg string) (string, error) {
+func packageDir(pkg string) (string, error) {
 	if strings.HasPrefix(pkg, ".") || filepath.IsAbs(pkg) {
 		return filepath.Abs(pkg)
 	}

@@ -131,8 +131,8 @@ var (
 //
 // The test is skipped, with a message CI recognizes, when the host has no
 // usable /dev/kvm ("KVM tests skipped: ...") or no kernel is configured
-// (SkipNoKernel); it fails when the kernel or initramfs named cannot be
-// used.
+// (SkipNoKernel), and in a prebuild run (EnvPrebuild); it fails when the
+// kernel or initramfs named cannot be used.
 func Start(tb testing.TB, opts ...Option) *VM {
 	tb.Helper()
 	cfg := config{name: tb.Name(), cpus: DefaultCPUs, memory: DefaultMemory,
@@ -140,6 +140,7 @@ func Start(tb testing.TB, opts ...Option) *VM {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	skipIfPrebuild(tb)
 	kvmtest.SkipIfUnavailable(tb)
 	g := GuestFromEnv()
 	if cfg.kernel == "" {
@@ -353,6 +354,19 @@ func (vm *VM) logConsole() {
 		}
 		vm.tb.Logf("vmtest: %s: serial console (%s):\n%s", vm.name, how, vm.Console.String())
 	})
+}
+
+// SkipPrebuild starts the message of a test skipped because the run only
+// prebuilds images (EnvPrebuild=1).
+const SkipPrebuild = "vmtest: prebuild only:"
+
+// skipIfPrebuild skips the test in a prebuild run: its images are built
+// by then, and it boots nothing.
+func skipIfPrebuild(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv(EnvPrebuild) == "1" {
+		tb.Skipf("%s %s=1 builds the images and boots no VM", SkipPrebuild, EnvPrebuild)
+	}
 }
 
 // skipIfNoKVM skips the test, with the message CI recognizes, when

@@ -88,8 +88,38 @@ type Image struct {
 }
 
 // Build writes the image to out (replacing it atomically), building the
-// Go programs in a temporary folder next to it.
+// Go programs in a temporary folder next to it. Where EnvImages names a
+// store of prebuilt images (StoreFromEnv), the image is copied from there
+// instead, and it is an error (ErrNotPrebuilt) if the store lacks it;
+// with EnvPrebuild=1 as well, it is built and stored.
 func (img Image) Build(ctx context.Context, out string) error {
+	s := StoreFromEnv()
+	if s == nil {
+		return img.BuildFresh(ctx, out)
+	}
+	key, err := img.Key()
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("image running %q", img.Run)
+	if len(img.Commands) > 0 {
+		what += fmt.Sprintf(" with commands %s", strings.Join(img.Commands, " "))
+	}
+	file, err := s.Provide(key, what, out, func(out string) error { return img.BuildFresh(ctx, out) })
+	if err != nil {
+		return fmt.Errorf("initramfs: %w", err)
+	}
+	if file != out {
+		if err := atomicCopy(file, out); err != nil {
+			return fmt.Errorf("initramfs: %w", err)
+		}
+	}
+	return nil
+}
+
+// BuildFresh builds the image into out with the Go toolchain, whatever
+// the environment says of prebuilt images.
+func (img Image) BuildFresh(ctx context.Context, out string) error {
 	work, err := os.MkdirTemp(filepath.Dir(out), ".vmtest-build-*")
 	if err != nil {
 		return fmt.Errorf("initramfs: %w", err)

@@ -92,6 +92,13 @@ func run() int {
 		}
 	}
 	loadModules()
+	if cfg.SendDir != "" {
+		// The command writes there (GOCOVERDIR); it may lie under the
+		// tmpfs mounted on /tmp, which hides the image's copy.
+		if err := os.MkdirAll(cfg.SendDir, 0o755); err != nil {
+			logf("%s: %v", cfg.SendDir, err)
+		}
+	}
 	code, err := runCommand(cfg)
 	if err != nil {
 		logf("%v", err)
@@ -197,6 +204,9 @@ func runCommand(cfg wire.Config) (int, error) {
 	}
 	var pipe io.ReadCloser
 	if cfg.JSONOutput {
+		// test2json's events come through a pipe and go out as frames;
+		// stderr stays on the console.
+		cmd.Stdout = nil
 		p, err := cmd.StdoutPipe()
 		if err != nil {
 			return 255, err
