@@ -45,6 +45,7 @@ func TestVMTestShellScript(t *testing.T) {
 				Run:     []string{"/bin/sh", "/test.sh"},
 			}.Build(t.Context(), img)
 			require.NoError(t, err)
+			start := time.Now()
 			vm := vmtest.Start(t, vmtest.WithInitramfs(img), vmtest.WithCmdline("quiet"), vmtest.WithTimeout(5*time.Minute))
 			_, err = vm.Console.ExpectString(tt.expect)
 			require.NoError(t, err)
@@ -52,7 +53,7 @@ func TestVMTestShellScript(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tt.verdict, v, "the script's exit status")
 			if d, ok := vm.Console.InitAfter(); ok {
-				t.Logf("/init ran %v after Start", d.Round(time.Millisecond))
+				t.Logf("/init ran %v after Start; verdict %d after %v", d.Round(time.Millisecond), v, time.Since(start).Round(time.Millisecond))
 			}
 		})
 	}
