@@ -41,6 +41,13 @@
 // guest that panics or resets (Wait's ExitError), a guest that runs too
 // long (WithTimeout; a VM always stops before the test binary's -timeout).
 //
+// Images are built on demand with the Go toolchain. Where that is too
+// slow (gvmm's emulated KVM host runs go 30 times slower), a run of the
+// test binary with GVMM_VMTEST_PREBUILD=1 and GVMM_VMTEST_IMAGES=DIR
+// builds every image into DIR and boots nothing (SkipPrebuild); the same
+// binary with only GVMM_VMTEST_IMAGES takes them from there, never runs
+// go, and fails a test whose image is missing (initramfs.Store).
+//
 // RunGoTests builds a package's tests for the guest, runs them there, and
 // reports each guest test as a subtest of the calling test; package
 // vmtest/initramfs builds the images, from u-root commands, Go programs

@@ -18,11 +18,11 @@ import (
 // (gvmm/vmtest there). "off" turns the cache off.
 //
 // Why: the go command caches compiled packages but links every program
-// again, and where the tests run in the emulated KVM host the linker runs
-// about 30 times slower than on the machine itself. With this cache, a
-// test run outside first (where the tests skip for want of /dev/kvm, but
-// still build; see vmtest.EnvPrebuild) leaves the programs for the run
-// inside, which then only asks go list whether anything changed.
+// again, and an image holds several programs (/init, test2json, the test
+// binary, commands): with this cache, building images again after a
+// change links only what changed. It still runs go list, so where the Go
+// toolchain must not run at all, images come from a Store instead
+// (EnvImages).
 const EnvCache = "GVMM_VMTEST_CACHE"
 
 func cacheDir() string {
