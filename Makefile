@@ -23,7 +23,7 @@ FUZZTIME ?= 30s
 GUEST_DIR ?= $(CURDIR)/.cache/guest
 export GUEST_DIR
 EMUHOST_CACHE ?= $(CURDIR)/.cache/emuhost
-EMUHOST = $(CURDIR)/bin/emuhost --cache '$(EMUHOST_CACHE)'
+EMUHOST = $(CURDIR)/bin/emuhost --cache '$(EMUHOST_CACHE)' --timeout 45m
 TESTBIN := $(CURDIR)/bin/test
 OUT     := $(CURDIR)/tests/out
 # The packages whose tests need KVM: they call kvmtest.SkipIfUnavailable
