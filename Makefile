@@ -83,14 +83,17 @@ test-kvm: build guest-tools
 	grep -E '^(ok|FAIL)' $(OUT)/kvm.log
 	MIN_KVM_TESTS=$(MIN_KVM_TESTS) .ci/check-phase kvm $(OUT)/kvm.log
 
-# The Linux boot matrix (tests/boot_test.go): both kernels, 1, 2 and 4
-# vCPUs, RAM above 4 GiB, the console shell, power off and test exit.
+# The Linux boots: every test of ./tests. The boot matrix
+# (tests/boot_test.go: both kernels, 1, 2 and 4 vCPUs, RAM above 4 GiB, the
+# console shell, power off and test exit) and the disks (tests/blk_test.go:
+# data copied, read-only, ext4 root, SIGKILL after sync in each cache mode).
+# Tests named *Bench* are the benchmarks against QEMU (make bench-blk).
 test-boot: build guest
 	@mkdir -p $(OUT) $(TESTBIN)
 	$(GO) test -c -o $(TESTBIN)/tests.test ./tests
 	rm -f $(OUT)/boot.log
 	GVMM_BIN=$(CURDIR)/bin/gvmm GVMM_BOOT_TESTS=$${GVMM_BOOT_TESTS:-ci} \
-	  TESTFLAGS='-test.run TestBoot -test.timeout 60m' \
+	  TESTFLAGS='-test.timeout 60m -test.skip Bench' \
 	  $(EMUHOST_TEST) -- .ci/run-tests $(OUT)/boot.log $(TESTBIN)/tests.test | grep -E '^(ok|FAIL|\s+--- |--- )'
 	MIN_BOOTS=$(MIN_BOOTS) .ci/check-phase boot $(OUT)/boot.log
 
@@ -130,3 +133,4 @@ clean:
 	rm -rf bin
 
 include guest.mk
+include blk.mk
