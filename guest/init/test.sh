@@ -30,9 +30,9 @@
 #   ping    ping NETPEER (default 10.0.2.1) until it answers (30 tries):
 #           GUEST-NET-PING <peer> ok
 #   netsend NETSIZE MiB (default 8) of random bytes to NETPEER:NETPORT (default
-#           5000) with nc: GUEST-NET-SEND-MD5 <md5>, then GUEST-NET-SENT
+#           5000) with nc: GUEST-NET-SEND-SUM <md5>, then GUEST-NET-SENT
 #   netrecv listen on NETPORT+1 with nc (GUEST-NET-LISTEN <port> first), then
-#           GUEST-NET-RECV-MD5 <md5> <bytes> of what arrived
+#           GUEST-NET-RECV-SUM <md5> <bytes> of what arrived
 #   netbench NETSIZE MiB of zeros to NETPEER:NETPORT with nc: GUEST-NET-BENCH-DONE
 # netup, ping, netsend, netrecv and netbench take NETIP, NETPEER, NETPORT and
 # NETSIZE from netip=, netpeer=, netport= and netsize= on the command line.
@@ -186,7 +186,7 @@ test_ping() {
 test_netsend() {
     dd if=/dev/urandom of=/tmp/netsend bs=1M count="$NETSIZE" 2>/dev/null || { echo "GUEST-NET-FAIL dd"; return 1; }
     md5=$(md5sum /tmp/netsend)
-    echo "GUEST-NET-SEND-MD5 ${md5%% *}"
+    echo "GUEST-NET-SEND-SUM ${md5%% *}"
     nc "$NETPEER" "$NETPORT" < /tmp/netsend > /dev/null || { echo "GUEST-NET-FAIL nc $NETPEER $NETPORT"; return 1; }
     rm -f /tmp/netsend
     echo "GUEST-NET-SENT"
@@ -199,7 +199,7 @@ test_netrecv() {
     md5=$(md5sum /tmp/netrecv)
     size=$(wc -c < /tmp/netrecv)
     rm -f /tmp/netrecv
-    echo "GUEST-NET-RECV-MD5 ${md5%% *} $size"
+    echo "GUEST-NET-RECV-SUM ${md5%% *} $size"
 }
 
 test_netbench() {

@@ -60,6 +60,13 @@ type receiver struct {
 	spill        []byte
 	sinceIRQ     int
 	idleFn       func()
+	// recent is a decaying maximum of the frames received lately: the
+	// read goes straight into as many held chains as cover it, the spill
+	// buffer takes the rest. Each buffer is one more iovec for the
+	// kernel to import and walk, so a stream of small frames reads into
+	// one chain and the spill buffer, a stream of 64 KiB segments into
+	// all the chains they need.
+	recent uint64
 }
 
 func newReceiver(d *Device, aq virtio.ActiveQueue, a virtio.Activation) *receiver {
@@ -187,7 +194,8 @@ func (r *receiver) receive(stop *eventfd.EventFD) error {
 	r.iov = r.iov[:0]
 	var covered uint64
 	inIOV := 0
-	for i := 0; i < r.count && covered < r.need(); i++ {
+	cover := min(r.need(), max(r.recent, 1))
+	for i := 0; i < r.count && covered < cover; i++ {
 		s := &r.held[(r.first+i)%size]
 		if len(r.iov)+len(s.bufs) > maxIOV {
 			break
@@ -247,6 +255,7 @@ func (r *receiver) receive(stop *eventfd.EventFD) error {
 		}
 	}
 	k := len(r.used)
+	r.recent = max(uint64(n), r.recent-r.recent/16)
 	// What spilled goes into the chains after those read into.
 	if uint64(n) > covered {
 		spilled := r.spill[:uint64(n)-covered]

@@ -302,3 +302,8 @@ func (t *Tap) writev(fd uintptr) bool {
 
 // Close closes the tap; one that Open created goes away.
 func (t *Tap) Close() error { return t.f.Close() }
+
+// Control runs f with the tap's file descriptor, as syscall.RawConn's
+// Control does: for benchmarks that compare with plain system calls on the
+// same descriptor.
+func (t *Tap) Control(f func(fd uintptr)) error { return t.rc.Control(f) }
