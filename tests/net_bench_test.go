@@ -75,7 +75,7 @@ func BenchmarkTCPvsQEMU(b *testing.B) {
 					"--initrd", filepath.Join(dir, "initramfs.cpio"), "--memory", "512M",
 					"--cmdline", cmdline, "--net", "tap=tap0,mac=52:54:00:12:34:56", "--stats-socket", sock}
 			} else {
-				args = []string{qemu, "-accel", "kvm", "-cpu", "host", "-m", "512M", "-smp", "1",
+				args = []string{qemu, "-accel", "kvm", "-cpu", "EPYC", "-m", "512M", "-smp", "1",
 					"-nographic", "-nodefaults", "-no-reboot", "-serial", "stdio",
 					"-kernel", filepath.Join(dir, "bzImage-ci"), "-initrd", filepath.Join(dir, "initramfs.cpio"),
 					"-append", "console=ttyS0 panic=-1 " + cmdline,
