@@ -134,3 +134,4 @@ clean:
 
 include guest.mk
 include blk.mk
+include net.mk
