@@ -64,8 +64,13 @@ type vec struct {
 	msg      devpci.MSIMessage
 }
 
-func (v *vec) SetMessage(m devpci.MSIMessage) error { v.mu.Lock(); v.msg = m; v.mu.Unlock(); return nil }
-func (v *vec) Trigger() error                       { v.mu.Lock(); v.triggers++; v.mu.Unlock(); return nil }
+func (v *vec) SetMessage(m devpci.MSIMessage) error {
+	v.mu.Lock()
+	v.msg = m
+	v.mu.Unlock()
+	return nil
+}
+func (v *vec) Trigger() error { v.mu.Lock(); v.triggers++; v.mu.Unlock(); return nil }
 
 type line struct {
 	mu     sync.Mutex
