@@ -109,7 +109,7 @@ func (m *Machine) createPCI(disks []*disk.File, taps []*tap.Tap) error {
 	for i, d := range disks {
 		slot := 1 + i
 		if slot >= pci.Slots {
-			return fmt.Errorf("--disk: at most %d disks", pci.Slots-1)
+			return fmt.Errorf("%d disks: at most %d fit on the PCI bus", len(disks), pci.Slots-1)
 		}
 		dev, err := blk.New(blk.Config{Disk: d, Queues: queues, Serial: m.cfg.Disks[i].Serial})
 		if err != nil {

@@ -3,9 +3,11 @@
 // memory-mapped configuration), type-0 functions with their configuration
 // space, memory BARs and capability list, and the MSI-X capability.
 //
-// References: PCI Local Bus Specification 3.0 (configuration header section
-// 6.1, BARs 6.2.5.1, capabilities 6.7, MSI-X 6.8.2), PCI-to-PCI... no
-// bridges here; PCI Express Base Specification 4.0 section 7.2.2 (ECAM).
+// References: PCI Local Bus Specification 3.0 (configuration mechanism #1
+// section 3.2.2.3.2, configuration header 6.1, BARs 6.2.5.1, capabilities
+// 6.7, MSI-X 6.8.2) and PCI Express Base Specification 4.0 section 7.2.2
+// (ECAM). There are no PCI-to-PCI bridges: one bus, single-function
+// devices.
 //
 // # What the guest can change
 //

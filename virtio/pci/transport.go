@@ -326,12 +326,10 @@ func (t *Transport) resetRegs() {
 
 // resetLocked stops the device and resets the registers.
 func (t *Transport) resetLocked() {
-	if t.active {
-		t.dev.Reset()
-		t.active = false
-	} else {
-		t.dev.Reset()
-	}
+	// The device may have workers even if it never got to run (an
+	// Activate that failed half-way): always reset it.
+	t.dev.Reset()
+	t.active = false
 	t.resetRegs()
 }
 
