@@ -1,5 +1,10 @@
 package boot
 
+import (
+	"cmp"
+	"slices"
+)
+
 // E820Type is the type of an e820 memory map entry
 // (arch/x86/include/asm/e820/types.h; the PVH memory map uses the same values).
 type E820Type uint32
@@ -32,8 +37,10 @@ func (e E820Entry) End() uint64 { return e.Addr + e.Size }
 // [0x9FC00, 0x100000) (EBDA, VGA hole, BIOS area with the ACPI tables at
 // 0xE0000), then the RAM above 1 MiB. Gaps in ram, such as the 3-4 GiB MMIO
 // hole, are simply absent, which is how Linux learns they are not RAM.
-// Adjacent RAM ranges are merged.
-func E820(ram []Range) []E820Entry {
+// Adjacent RAM ranges are merged. Each of reserved (the PCI ECAM window,
+// which Linux uses only if the map reserves it) is added as
+// E820Reserved, and the map is kept in address order.
+func E820(ram []Range, reserved ...Range) []E820Entry {
 	var out []E820Entry
 	add := func(start, end uint64, t E820Type) {
 		if start >= end {
@@ -52,5 +59,11 @@ func E820(ram []Range) []E820Entry {
 	for _, r := range ram {
 		add(max(r.Start, HighMemStart), r.End(), E820RAM)
 	}
+	for _, r := range reserved {
+		if r.Size > 0 {
+			out = append(out, E820Entry{Addr: r.Start, Size: r.Size, Type: E820Reserved})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b E820Entry) int { return cmp.Compare(a.Addr, b.Addr) })
 	return out
 }

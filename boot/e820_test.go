@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestE820(t *testing.T) {
@@ -34,4 +35,12 @@ func TestE820(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestE820Reserved(t *testing.T) {
+	ram := []Range{{Start: 0, Size: 3 << 30}, {Start: 4 << 30, Size: 1 << 30}}
+	got := E820(ram, Range{Start: 0xE000_0000, Size: 1 << 20})
+	require.Len(t, got, 5)
+	assert.Equal(t, E820Entry{Addr: 0xE000_0000, Size: 1 << 20, Type: E820Reserved}, got[3])
+	assert.Equal(t, uint64(4<<30), got[4].Addr)
 }

@@ -66,6 +66,9 @@ type Config struct {
 	// e.g. [0, 3 GiB) and [4 GiB, ...). Load keeps the kernel and initrd
 	// above 1 MiB and reports [0x9FC00, 1 MiB) reserved in the e820 map.
 	RAM []Range
+	// Reserved lists guest-physical ranges outside RAM that the e820 map
+	// marks reserved (the PCI ECAM window).
+	Reserved []Range
 	// RSDP is the guest-physical address of the ACPI RSDP, 0 if none.
 	RSDP uint64
 	// Entry selects the entry; the zero value is Auto.
@@ -195,7 +198,7 @@ func Load(mem Memory, cfg Config) (*Setup, error) {
 		s.Initrd = Range{Start: start, Size: n}
 	}
 
-	s.E820 = E820(cfg.RAM)
+	s.E820 = E820(cfg.RAM, cfg.Reserved...)
 	if len(s.E820) > MaxE820Entries {
 		return nil, errf(ErrConfig, "RAM layout needs %d e820 entries, the zero page holds %d", len(s.E820), MaxE820Entries)
 	}

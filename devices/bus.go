@@ -58,15 +58,21 @@ type busSlot struct {
 // of the 64-bit address space, if dev is nil, or if the range overlaps one
 // already inserted.
 func (b *Bus) Insert(dev Device, name string, base, size uint64) error {
+	_, err := b.InsertSlot(dev, name, base, size)
+	return err
+}
+
+// InsertSlot is Insert, returning the new device's slot for Move and
+// Remove.
+func (b *Bus) InsertSlot(dev Device, name string, base, size uint64) (int, error) {
 	if dev == nil {
-		return fmt.Errorf("bus: insert %q: nil device", name)
+		return -1, fmt.Errorf("bus: insert %q: nil device", name)
 	}
 	if size == 0 {
-		return fmt.Errorf("bus: insert %q at %#x: zero size", name, base)
+		return -1, fmt.Errorf("bus: insert %q at %#x: zero size", name, base)
 	}
-	last := base + (size - 1)
-	if last < base {
-		return fmt.Errorf("bus: insert %q at %#x size %#x: range wraps around the address space", name, base, size)
+	if base+(size-1) < base {
+		return -1, fmt.Errorf("bus: insert %q at %#x size %#x: range wraps around the address space", name, base, size)
 	}
 
 	b.mu.Lock()
@@ -76,32 +82,91 @@ func (b *Bus) Insert(dev Device, name string, base, size uint64) error {
 	if t := b.table.Load(); t != nil {
 		old = *t
 	}
+	slot := len(old.slots)
+	ranges, err := b.place(&old, old.ranges, busRange{base: base, last: base + (size - 1), dev: dev, slot: slot}, name)
+	if err != nil {
+		return -1, err
+	}
+	b.table.Store(&busTable{
+		ranges: ranges,
+		slots:  append(slices.Clone(old.slots), busSlot{dev: dev, name: name, base: base, size: size}),
+	})
+	return slot, nil
+}
+
+// place returns a copy of ranges with r inserted in order, or an error if
+// r overlaps one of them.
+func (b *Bus) place(t *busTable, ranges []busRange, r busRange, name string) ([]busRange, error) {
 	// i is the index of the first range starting above base: the new range
 	// goes there, between ranges[i-1] and ranges[i].
-	i, _ := slices.BinarySearchFunc(old.ranges, base, func(r busRange, base uint64) int {
-		if r.base <= base {
+	i, _ := slices.BinarySearchFunc(ranges, r.base, func(e busRange, base uint64) int {
+		if e.base <= base {
 			return -1
 		}
 		return 1
 	})
+	size := r.last - r.base + 1
 	if i > 0 {
-		if prev := old.ranges[i-1]; prev.last >= base {
-			return b.overlapError(&old, name, base, size, prev)
+		if prev := ranges[i-1]; prev.last >= r.base {
+			return nil, b.overlapError(t, name, r.base, size, prev)
 		}
 	}
-	if i < len(old.ranges) {
-		if next := old.ranges[i]; next.base <= last {
-			return b.overlapError(&old, name, base, size, next)
+	if i < len(ranges) {
+		if next := ranges[i]; next.base <= r.last {
+			return nil, b.overlapError(t, name, r.base, size, next)
 		}
 	}
+	return slices.Insert(slices.Clone(ranges), i, r), nil
+}
 
-	slot := len(old.slots)
-	t := &busTable{
-		ranges: slices.Insert(slices.Clone(old.ranges), i, busRange{base: base, last: last, dev: dev, slot: slot}),
-		slots:  append(slices.Clone(old.slots), busSlot{dev: dev, name: name, base: base, size: size}),
+// Move places slot's device at base, keeping its size, slot and name: a PCI
+// BAR the guest reprogrammed. A removed slot is mapped again. It fails, and
+// leaves the bus as it was, if the new range wraps or overlaps another
+// device's. Lookups running concurrently see either the old or the new
+// placement.
+func (b *Bus) Move(slot int, base uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.table.Load()
+	if t == nil || slot < 0 || slot >= len(t.slots) {
+		return fmt.Errorf("bus: move: no slot %d", slot)
 	}
-	b.table.Store(t)
+	s := t.slots[slot]
+	if base+(s.size-1) < base {
+		return fmt.Errorf("bus: move %q to %#x size %#x: range wraps around the address space", s.name, base, s.size)
+	}
+	rest := slices.DeleteFunc(slices.Clone(t.ranges), func(r busRange) bool { return r.slot == slot })
+	ranges, err := b.place(t, rest, busRange{base: base, last: base + (s.size - 1), dev: s.dev, slot: slot}, s.name)
+	if err != nil {
+		return err
+	}
+	slots := slices.Clone(t.slots)
+	slots[slot].base = base
+	b.table.Store(&busTable{ranges: ranges, slots: slots})
 	return nil
+}
+
+// Remove unmaps slot's device: Lookup no longer finds it, but the slot,
+// its name and its counters stay, and Move maps it again. Removing a slot
+// that is not mapped does nothing.
+func (b *Bus) Remove(slot int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.table.Load()
+	if t == nil || slot < 0 || slot >= len(t.slots) {
+		return
+	}
+	ranges := slices.DeleteFunc(slices.Clone(t.ranges), func(r busRange) bool { return r.slot == slot })
+	b.table.Store(&busTable{ranges: ranges, slots: t.slots})
+}
+
+// Mapped reports whether slot's device is on the bus (not Removed).
+func (b *Bus) Mapped(slot int) bool {
+	t := b.table.Load()
+	if t == nil {
+		return false
+	}
+	return slices.ContainsFunc(t.ranges, func(r busRange) bool { return r.slot == slot })
 }
 
 func (b *Bus) overlapError(t *busTable, name string, base, size uint64, r busRange) error {
@@ -173,8 +238,8 @@ func (b *Bus) SlotDevice(slot int) Device {
 	return s.dev
 }
 
-// SlotBase returns the base address slot's device was inserted at, or 0 if
-// slot is not valid.
+// SlotBase returns the base address slot's device was inserted or last
+// moved at, or 0 if slot is not valid.
 func (b *Bus) SlotBase(slot int) uint64 {
 	s, _ := b.slot(slot)
 	return s.base

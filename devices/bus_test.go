@@ -189,3 +189,47 @@ func BenchmarkBusLookup(b *testing.B) {
 		bus.Lookup(uint64(i) & 0xFFF)
 	}
 }
+
+func TestBusMoveRemove(t *testing.T) {
+	var b Bus
+	a, c := &nopDevice{id: 1}, &nopDevice{id: 2}
+	sa, err := b.InsertSlot(a, "a", 0x1000, 0x100)
+	require.NoError(t, err)
+	sc, err := b.InsertSlot(c, "c", 0x3000, 0x100)
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 1}, []int{sa, sc})
+
+	require.NoError(t, b.Move(sa, 0x2000))
+	_, _, _, ok := b.Lookup(0x1000)
+	assert.False(t, ok, "old range gone")
+	dev, off, slot, ok := b.Lookup(0x2010)
+	require.True(t, ok)
+	assert.Equal(t, Device(a), dev)
+	assert.Equal(t, uint64(0x10), off)
+	assert.Equal(t, sa, slot)
+	assert.Equal(t, uint64(0x2000), b.SlotBase(sa))
+
+	assert.Error(t, b.Move(sa, 0x2F80), "overlaps c")
+	_, _, _, ok = b.Lookup(0x2000)
+	assert.True(t, ok, "a failed move leaves the device where it was")
+	assert.Error(t, b.Move(sa, math.MaxUint64-0x10), "wraps")
+	assert.Error(t, b.Move(5, 0), "no such slot")
+
+	b.Remove(sa)
+	assert.False(t, b.Mapped(sa))
+	_, _, _, ok = b.Lookup(0x2000)
+	assert.False(t, ok)
+	assert.Equal(t, 2, b.Slots(), "slots stay")
+	assert.Equal(t, "a", b.SlotName(sa))
+	b.Remove(sa) // again: nothing
+	b.Remove(9)  // no such slot: nothing
+
+	require.NoError(t, b.Move(sa, 0x1000), "a removed slot maps again")
+	assert.True(t, b.Mapped(sa))
+	_, _, slot, ok = b.Lookup(0x1000)
+	assert.True(t, ok)
+	assert.Equal(t, sa, slot)
+	_, _, slot, ok = b.Lookup(0x3000)
+	assert.True(t, ok)
+	assert.Equal(t, sc, slot)
+}

@@ -33,10 +33,11 @@ import (
 
 // DefaultCmdline is the kernel command line every guest gets before the
 // user's part: the console on the first serial port, an immediate reset on
-// panic (so a crashed guest ends the VM instead of hanging it), no PCI
-// probing (there is no PCI bus), one legacy UART, and an i8042 probe that
-// skips what the machine does not have.
-const DefaultCmdline = "console=ttyS0 panic=-1 pci=off 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
+// panic (so a crashed guest ends the VM instead of hanging it), one legacy
+// UART, and an i8042 probe that skips what the machine does not have. The
+// PCI bus is always there (the host bridge, and the disks on it), so PCI
+// probing stays on.
+const DefaultCmdline = "console=ttyS0 panic=-1 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
 
 // Guest-physical addresses outside RAM that KVM needs on Intel hosts
 // (api.rst, KVM_SET_TSS_ADDR and KVM_SET_IDENTITY_MAP_ADDR): three pages
@@ -92,6 +93,13 @@ type Config struct {
 	NoFallback bool
 	// KVMDevice is the KVM device node; empty means /dev/kvm.
 	KVMDevice string
+	// Disks are attached as virtio block devices on PCI, in order: the
+	// guest calls them vda, vdb, ...
+	Disks []Disk
+	// Nets are attached as virtio network devices on PCI, after the
+	// disks, in order: the guest calls them eth0, eth1, ... (or by their
+	// PCI slot, with predictable names).
+	Nets []Net
 }
 
 // Outcome says how a VM ended.
@@ -146,6 +154,7 @@ type Machine struct {
 	serial  *devices.Serial
 	console *batchWriter
 	irqs    []*irqLine
+	pci     *pciBus
 	setup   *boot.Setup
 	cmdline string
 	emu     vcpu.Emulator
@@ -187,10 +196,24 @@ func New(cfg Config) (*Machine, error) {
 		}
 	}
 
+	disks, err := openDisks(cfg.Disks)
+	if err != nil {
+		return nil, err
+	}
+	taps, err := openNets(cfg.Nets)
+	if err != nil {
+		closeDisks(disks)
+		return nil, err
+	}
+
 	m := &Machine{cfg: cfg, host: detectHost(), done: make(chan struct{})}
 	ready := false
 	defer func() {
 		if !ready {
+			if m.pci == nil {
+				closeDisks(disks)
+				closeTaps(taps)
+			}
 			m.Close()
 		}
 	}()
@@ -224,6 +247,9 @@ func New(cfg Config) (*Machine, error) {
 		return nil, err
 	}
 	m.createDevices()
+	if err = m.createPCI(disks, taps); err != nil {
+		return nil, err
+	}
 	rsdp, err := m.writeACPI()
 	if err != nil {
 		return nil, err
@@ -235,6 +261,7 @@ func New(cfg Config) (*Machine, error) {
 	}
 	m.setup, err = boot.Load(m.mem, boot.Config{
 		Kernel: kernel, Initrd: initrd, Cmdline: m.cmdline, RAM: ram, RSDP: rsdp, Entry: cfg.Entry,
+		Reserved: pciReserved(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", cfg.Kernel, err)
@@ -358,7 +385,7 @@ func (m *Machine) writeACPI() (uint64, error) {
 		CPUs: m.cfg.CPUs, Base: acpiBase, Size: acpiSize,
 		IOAPICAddr: ioapicAddr, LAPICAddr: lapicAddr,
 		SCIIRQ: sciIRQ, PM1EventPort: acpiPMPort, PM1ControlPort: acpiPMPort + 4, ResetPort: acpiPMPort + 6,
-		ResetValue: acpiReset,
+		ResetValue: acpiReset, PCI: pciACPI(),
 	})
 	if err != nil {
 		return 0, fmt.Errorf("ACPI tables: %w", err)
@@ -531,6 +558,11 @@ func (m *Machine) logf(format string, args ...any) {
 // Close releases the vCPUs, the VM, guest memory and /dev/kvm, in that
 // order: KVM must let go of the memory before it is unmapped.
 func (m *Machine) Close() error {
+	// Device workers first: they use guest memory and the VM's irqfds.
+	if m.pci != nil {
+		m.pci.close()
+		m.pci = nil
+	}
 	for _, v := range m.cpus {
 		v.Close()
 	}

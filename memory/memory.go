@@ -11,6 +11,7 @@ package memory
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -154,4 +155,42 @@ func (g *Guest) WriteAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return copy(s, p), nil
+}
+
+// ErrMisaligned is returned for an atomic access to a misaligned address.
+var ErrMisaligned = errors.New("misaligned guest memory access")
+
+// LoadUint32 atomically loads the little-endian uint32 at b[0:4], where b
+// is a slice of guest memory (from Slice) whose first byte is 4-byte
+// aligned. Shared rings such as virtqueues need it: the load is a single
+// 32-bit access the guest cannot tear, and the Go compiler does not move
+// later loads from guest memory before it.
+func LoadUint32(b []byte) (uint32, error) {
+	if len(b) < 4 {
+		return 0, fmt.Errorf("%w: 4-byte load from %d bytes", ErrOutOfRange, len(b))
+	}
+	p := unsafe.Pointer(&b[0])
+	if uintptr(p)%4 != 0 {
+		return 0, ErrMisaligned
+	}
+	// x86-64 is little-endian, so the native load is the little-endian
+	// value.
+	return atomic.LoadUint32((*uint32)(p)), nil
+}
+
+// StoreUint32 atomically stores v little-endian at b[0:4], which must be
+// 4-byte aligned guest memory. On x86-64 the store is an XCHG, a full
+// barrier: every earlier store to guest memory is visible to the guest
+// before it, and no later load is done before it (the order a virtqueue's
+// used index update and its event check need).
+func StoreUint32(b []byte, v uint32) error {
+	if len(b) < 4 {
+		return fmt.Errorf("%w: 4-byte store to %d bytes", ErrOutOfRange, len(b))
+	}
+	p := unsafe.Pointer(&b[0])
+	if uintptr(p)%4 != 0 {
+		return ErrMisaligned
+	}
+	atomic.StoreUint32((*uint32)(p), v)
+	return nil
 }

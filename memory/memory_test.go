@@ -92,3 +92,30 @@ func FuzzSlice(f *testing.F) {
 		}
 	})
 }
+
+func TestAtomicAccess(t *testing.T) {
+	g, err := New(MinSize)
+	require.NoError(t, err)
+	defer g.Close()
+	b, err := g.Slice(0x1000, 8)
+	require.NoError(t, err)
+	require.NoError(t, StoreUint32(b, 0x11223344))
+	assert.Equal(t, []byte{0x44, 0x33, 0x22, 0x11}, b[:4], "little-endian")
+	v, err := LoadUint32(b)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(0x11223344), v)
+
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"misaligned", b[2:], ErrMisaligned},
+		{"short", b[4:7], ErrOutOfRange},
+		{"empty", nil, ErrOutOfRange},
+	} {
+		_, err := LoadUint32(tc.b)
+		assert.ErrorIs(t, err, tc.want, tc.name)
+		assert.ErrorIs(t, StoreUint32(tc.b, 1), tc.want, tc.name)
+	}
+}

@@ -81,6 +81,9 @@ type Config struct {
 	// in order; device i gets _UID i. Empty leaves them to the kernel
 	// command line.
 	VirtioMMIO []MMIODevice
+	// PCI describes the PCI host bridge (DSDT device PCI0 and the MCFG
+	// table); nil for a machine without PCI.
+	PCI *PCIHostBridge
 }
 
 // MMIODevice is a virtio-mmio transport as the DSDT describes it: a
@@ -105,6 +108,8 @@ const tableAlign = 16
 // layout is where each table lies in the blob, as offsets from its start.
 type layout struct {
 	xsdt, fadt, facs, madt, dsdt uint64
+	// mcfg follows the DSDT when there is one (0 otherwise).
+	mcfg uint64
 	// total is the blob's length: the DSDT ends it.
 	total uint64
 }
@@ -114,16 +119,24 @@ type layout struct {
 // DSDT, each tableAlign-aligned, the FACS 64-byte aligned in guest-physical
 // memory (§5.2.10). The offsets are computed modulo 2^64; the caller checks
 // total against the room it has before forming addresses from them.
-func layoutFor(base uint64, cpus int, dsdtLen uint64) layout {
+func layoutFor(base uint64, cpus int, dsdtLen, mcfgLen uint64) layout {
 	var l layout
 	l.xsdt = alignUp(rsdpLen, tableAlign)
-	l.fadt = alignUp(l.xsdt+uint64(xsdtLen(2)), tableAlign)
+	entries := 2
+	if mcfgLen > 0 {
+		entries = 3
+	}
+	l.fadt = alignUp(l.xsdt+uint64(xsdtLen(entries)), tableAlign)
 	end := l.fadt + fadtLen
 	// Pad so that base+l.facs is a multiple of facsAlign.
 	l.facs = end + ((-(base + end)) & (facsAlign - 1))
 	l.madt = alignUp(l.facs+facsLen, tableAlign)
 	l.dsdt = alignUp(l.madt+madtLen(cpus), tableAlign)
 	l.total = l.dsdt + dsdtLen
+	if mcfgLen > 0 {
+		l.mcfg = alignUp(l.total, tableAlign)
+		l.total = l.mcfg + mcfgLen
+	}
 	return l
 }
 
@@ -146,7 +159,11 @@ func Build(cfg Config) (tables []byte, rsdp uint64, err error) {
 	dsdt := buildDSDT(cfg)
 
 	const rsdpOff = 0
-	l := layoutFor(cfg.Base, cfg.CPUs, uint64(len(dsdt)))
+	var mcfg []byte
+	if cfg.PCI != nil {
+		mcfg = buildMCFG(cfg.PCI)
+	}
+	l := layoutFor(cfg.Base, cfg.CPUs, uint64(len(dsdt)), uint64(len(mcfg)))
 	if l.total > cfg.Size {
 		return nil, 0, fmt.Errorf("acpi: tables for %d CPUs and %d virtio-mmio devices need %d bytes, only %d available",
 			cfg.CPUs, len(cfg.VirtioMMIO), l.total, cfg.Size)
@@ -154,7 +171,12 @@ func Build(cfg Config) (tables []byte, rsdp uint64, err error) {
 
 	blob := make([]byte, l.total)
 	copy(blob[rsdpOff:], buildRSDP(cfg.Base+l.xsdt))
-	copy(blob[l.xsdt:], buildXSDT(cfg.Base+l.fadt, cfg.Base+l.madt))
+	if mcfg != nil {
+		copy(blob[l.xsdt:], buildXSDT(cfg.Base+l.fadt, cfg.Base+l.madt, cfg.Base+l.mcfg))
+		copy(blob[l.mcfg:], mcfg)
+	} else {
+		copy(blob[l.xsdt:], buildXSDT(cfg.Base+l.fadt, cfg.Base+l.madt))
+	}
 	copy(blob[l.fadt:], buildFADT(cfg, cfg.Base+l.facs, cfg.Base+l.dsdt))
 	copy(blob[l.facs:], buildFACS())
 	copy(blob[l.madt:], buildMADT(cfg))
@@ -184,6 +206,9 @@ func (cfg Config) validate() error {
 	}
 	if cfg.LAPICAddr == 0 || cfg.IOAPICAddr == 0 {
 		return fmt.Errorf("acpi: local APIC address %#x, I/O APIC address %#x: must be non-zero", cfg.LAPICAddr, cfg.IOAPICAddr)
+	}
+	if err := checkPCI(cfg.PCI); err != nil {
+		return err
 	}
 	return checkVirtioMMIO(cfg.VirtioMMIO)
 }

@@ -133,7 +133,7 @@ func TestBuildLimits(t *testing.T) {
 	// The most vCPUs the default 128 KiB region holds.
 	cfg = testConfig(1, 0)
 	var n int
-	for n = 1; layoutFor(cfg.Base, n+1, headerLen+14).total <= cfg.Size; n++ {
+	for n = 1; layoutFor(cfg.Base, n+1, headerLen+14, 0).total <= cfg.Size; n++ {
 	}
 	cfg.CPUs = n
 	build(t, cfg)

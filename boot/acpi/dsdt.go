@@ -68,11 +68,14 @@ func buildDSDT(cfg Config) []byte {
 		amlInteger(0),           // reserved
 		amlInteger(0),           // reserved
 	))
-	if len(cfg.VirtioMMIO) > 0 {
-		var devices [][]byte
-		for i, d := range cfg.VirtioMMIO {
-			devices = append(devices, virtioMMIODevice(i, d))
-		}
+	var devices [][]byte
+	for i, d := range cfg.VirtioMMIO {
+		devices = append(devices, virtioMMIODevice(i, d))
+	}
+	if cfg.PCI != nil {
+		devices = append(devices, pciDevice(cfg.PCI))
+	}
+	if len(devices) > 0 {
 		aml = append(aml, amlScope(`\_SB`, devices...)...)
 	}
 	t := newTable("DSDT", dsdtRevision, headerLen+len(aml))

@@ -70,3 +70,58 @@ func amlResourceTemplate(descriptors ...[]byte) []byte {
 	data[len(data)-1] = checksum(data)
 	return amlBuffer(data)
 }
+
+// Address space descriptors (ACPI 6.5 §6.4.3.5): resource types, general
+// flags and type-specific flags.
+const (
+	resWordAddress  = 0x88 // §6.4.3.5.3 Word Address Space Descriptor
+	resWordLen      = 13
+	resDWordAddress = 0x87 // §6.4.3.5.2 DWord Address Space Descriptor
+	resDWordLen     = 23
+	resIOPort       = 0x47 // §6.4.2.5 I/O Port Descriptor, small, length 7
+
+	addrMemory = 0
+	addrIO     = 1
+	addrBus    = 2
+
+	// addrFixedProducer: _MAF and _MIF set (bits 3, 2: the range is
+	// fixed), positive decode, bit 0 clear: the bridge produces the
+	// range for its children.
+	addrFixedProducer = 0x0C
+	// ioRangeEntire: _RNG = 3, ISA and non-ISA ranges (I/O type-specific
+	// flags bits 1:0).
+	ioRangeEntire = 3
+	// memReadWrite: _RW (bit 0) set, _MEM (bits 2:1) 0 non-cacheable.
+	memReadWrite = 1
+)
+
+// amlWordAddress encodes a Word Address Space Descriptor producing [min,
+// max] (length bytes) of space typ with typeFlags, granularity 0 and no
+// translation.
+func amlWordAddress(typ, typeFlags byte, min, max, length uint16) []byte {
+	out := []byte{resWordAddress, resWordLen, 0, typ, addrFixedProducer, typeFlags}
+	for _, v := range []uint16{0, min, max, 0, length} {
+		out = binary.LittleEndian.AppendUint16(out, v)
+	}
+	return out
+}
+
+// amlDWordMemory encodes a DWord Address Space Descriptor producing the
+// read-write, non-cacheable memory range [min, max].
+func amlDWordMemory(min, max uint32) []byte {
+	out := []byte{resDWordAddress, resDWordLen, 0, addrMemory, addrFixedProducer, memReadWrite}
+	for _, v := range []uint32{0, min, max, 0, max - min + 1} {
+		out = binary.LittleEndian.AppendUint32(out, v)
+	}
+	return out
+}
+
+// amlIOPort encodes IO(Decode16, base, base, 1, length) (§6.4.2.5): tag,
+// information (bit 0: 16-bit decode), minimum and maximum base, alignment,
+// length.
+func amlIOPort(base uint16, length uint8) []byte {
+	out := []byte{resIOPort, 1}
+	out = binary.LittleEndian.AppendUint16(out, base)
+	out = binary.LittleEndian.AppendUint16(out, base)
+	return append(out, 1, length)
+}

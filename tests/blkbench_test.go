@@ -1,0 +1,193 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+// blkBenchSpec is what the guest measures: 256 MiB sequential O_DIRECT
+// reads and writes, 1 MiB at a time, and 4 KiB random reads.
+const blkBenchSpec = "seqread:256,seqwrite:256,randread:4000"
+
+var benchLine = regexp.MustCompile(`GUEST-BENCH (\S+) bytes=(\d+) ns=(\d+)`)
+var exitsLine = regexp.MustCompile(`gvmm: exits to userspace by kind: map\[(.*)\]`)
+var requestsLine = regexp.MustCompile(`gvmm: disk vdb: (\d+) requests`)
+
+// TestBlkBenchQEMU runs the in-guest block benchmark (guest/blkbench) with
+// gvmm and with QEMU's virtio-blk-pci (cache=none, the same image, kernel
+// and initramfs), interleaved, and prints each measurement's throughput
+// and the ratio gvmm/QEMU (above 1: gvmm faster). It also prints gvmm's
+// exits to userspace per 1,000 guest requests. It runs only with
+// GVMM_BLK_BENCH=1 (make bench-blk), where KVM works.
+func TestBlkBenchQEMU(t *testing.T) {
+	if os.Getenv("GVMM_BLK_BENCH") != "1" {
+		t.Skip("the block benchmark runs with GVMM_BLK_BENCH=1 (make bench-blk)")
+	}
+	skipUnlessBootsBench(t)
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	require.NoError(t, err, "QEMU (qemu-system-x86)")
+	dir := guestDir()
+	gvmm := gvmmBinary(t)
+	s := scratchDir(t)
+	initrd := benchInitrd(t, dir, s)
+	small := filepath.Join(s, "small.img")
+	writeImage(t, small, 1<<20, 0)
+	img := filepath.Join(s, "bench.img")
+	writeImage(t, img, 256<<20, 5)
+	rounds := 2
+	if r, err := strconv.Atoi(os.Getenv("GVMM_BLK_BENCH_ROUNDS")); err == nil && r > 0 {
+		rounds = r
+	}
+	cmdline := "test=blkbench blkbench=" + blkBenchSpec + " initexit=poweroff"
+	results := map[string]map[string][]float64{"gvmm": {}, "qemu": {}}
+	var exits, requests []float64
+	for round := 0; round < rounds; round++ {
+		for _, vmm := range []string{"gvmm", "qemu"} {
+			var cmd *exec.Cmd
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+			if vmm == "gvmm" {
+				cmd = exec.CommandContext(ctx, gvmm, "run", "-v", "--kernel", filepath.Join(dir, ciKernel),
+					"--initrd", initrd, "--memory", "512M", "--cmdline", cmdline,
+					"--disk", small+",readonly", "--disk", img+",cache=none")
+			} else {
+				cmd = exec.CommandContext(ctx, qemu, "-accel", "kvm", "-M", "pc", "-cpu", "host", "-m", "512M", "-smp", "1",
+					"-kernel", filepath.Join(dir, "bzImage-ci"), "-initrd", initrd,
+					"-append", "console=ttyS0 panic=-1 "+cmdline,
+					"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
+					"-drive", "file="+small+",if=none,id=d0,format=raw,readonly=on", "-device", "virtio-blk-pci,drive=d0",
+					"-drive", "file="+img+",if=none,id=d1,format=raw,cache=none", "-device", "virtio-blk-pci,drive=d1")
+			}
+			var out, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &stderr
+			start := time.Now()
+			err := cmd.Run()
+			cancel()
+			require.NoError(t, err, "%s: %s\n%s", vmm, stderr.String(), tail(out.String(), 30))
+			t.Logf("round %d %s: %v", round, vmm, time.Since(start).Round(time.Second))
+			ms := benchLine.FindAllStringSubmatch(out.String(), -1)
+			require.Len(t, ms, 3, "%s: GUEST-BENCH lines:\n%s", vmm, tail(out.String(), 30))
+			for _, m := range ms {
+				bytes, _ := strconv.ParseFloat(m[2], 64)
+				ns, _ := strconv.ParseFloat(m[3], 64)
+				results[vmm][m[1]] = append(results[vmm][m[1]], bytes/ns*1e3) // MB/s
+			}
+			if vmm == "gvmm" {
+				if m := exitsLine.FindStringSubmatch(stderr.String()); m != nil {
+					exits = append(exits, sumExits(m[1]))
+				}
+				if m := requestsLine.FindStringSubmatch(stderr.String()); m != nil {
+					n, _ := strconv.ParseFloat(m[1], 64)
+					requests = append(requests, n)
+				}
+			}
+		}
+	}
+	// Exits per request: a gvmm run that boots the same way but makes a
+	// single request is the baseline; the difference is what the
+	// benchmark's requests cost.
+	base := exec.Command(gvmm, "run", "-v", "--kernel", filepath.Join(dir, ciKernel),
+		"--initrd", initrd, "--memory", "512M", "--cmdline", "test=blkbench blkbench=randread:1 initexit=poweroff",
+		"--disk", small+",readonly", "--disk", img+",cache=none")
+	var baseErr bytes.Buffer
+	base.Stderr = &baseErr
+	require.NoError(t, base.Run(), baseErr.String())
+	var baseExits, baseRequests float64
+	if m := exitsLine.FindStringSubmatch(baseErr.String()); m != nil {
+		baseExits = sumExits(m[1])
+	}
+	if m := requestsLine.FindStringSubmatch(baseErr.String()); m != nil {
+		baseRequests, _ = strconv.ParseFloat(m[1], 64)
+	}
+
+	var report strings.Builder
+	fmt.Fprintf(&report, "block benchmark, %d rounds, median MB/s (gvmm/QEMU > 1: gvmm faster)\n", rounds)
+	for _, name := range []string{"seqread", "seqwrite", "randread"} {
+		g, q := median(results["gvmm"][name]), median(results["qemu"][name])
+		fmt.Fprintf(&report, "  %-9s gvmm %8.2f MB/s  QEMU %8.2f MB/s  gvmm/QEMU %.3f\n", name, g, q, g/q)
+	}
+	t.Log(report.String())
+	fmt.Print(report.String())
+	if len(exits) > 0 && len(requests) > 0 {
+		e, r := median(exits)-baseExits, median(requests)-baseRequests
+		line := fmt.Sprintf("  gvmm: %.1f exits to userspace per 1,000 requests (%.0f exits for %.0f requests beyond a one-request baseline run of %.0f exits)\n",
+			1000*e/r, e, r, baseExits)
+		t.Log(line)
+		fmt.Print(line)
+	}
+}
+
+func sumExits(m string) float64 {
+	var n float64
+	for _, kv := range strings.Fields(m) {
+		if _, v, ok := strings.Cut(kv, ":"); ok {
+			x, _ := strconv.ParseFloat(v, 64)
+			n += x
+		}
+	}
+	return n
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func tail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// skipUnlessBootsBench skips where KVM does not work.
+func skipUnlessBootsBench(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Skip("no /dev/kvm: run it in the emulated host (make bench-blk)")
+	}
+}
+
+// benchInitrd returns initramfs.cpio with /bin/blkbench added: the kernel
+// unpacks concatenated newc archives one after the other.
+func benchInitrd(t *testing.T, dir, scratch string) string {
+	bin := filepath.Join(scratch, "blkbench")
+	out, err := exec.Command("sh", "../guest/blkbench/build.sh", bin).CombinedOutput()
+	require.NoError(t, err, "building blkbench: %s", out)
+	base, err := os.ReadFile(filepath.Join(dir, "initramfs.cpio"))
+	require.NoError(t, err)
+	prog, err := os.ReadFile(bin)
+	require.NoError(t, err)
+	var extra bytes.Buffer
+	w := cpio.Newc.Writer(&extra)
+	rec := cpio.StaticFile("bin/blkbench", string(prog), 0o755)
+	require.NoError(t, cpio.WriteRecordsAndDirs(w, []cpio.Record{rec}))
+	require.NoError(t, cpio.WriteTrailer(w))
+	path := filepath.Join(scratch, "initramfs-bench.cpio")
+	require.NoError(t, os.WriteFile(path, append(base, extra.Bytes()...), 0o644))
+	return path
+}
