@@ -1,7 +1,8 @@
 # vmtest.mk: the vmtest examples phase of make test (tests/vmtest_example_test.go:
 # a shell script as the guest's test, a Go package's tests run in a guest and
-# reported as subtests, a guest failure reported as one, 8 VMs at once).
-# The Makefile includes it; it uses GO, TESTBIN, OUT and EMUHOST from there.
+# reported as subtests, a guest failure reported as one, two disks, 8 VMs
+# at once).
+# The Makefile includes it; it uses GO, TESTBIN, OUT and EMUHOST_TEST from there.
 #
 # Compile outside, run inside. The examples' guest images hold Go programs
 # (vmtest's /init, the guest package's test binary, u-root commands), and the
@@ -19,7 +20,7 @@
 VMTEST_IMAGES   ?= $(TESTBIN)/vmtest-images
 VMTEST_PARALLEL ?= 8
 # The examples that must pass (no skip) in test-vmtest.
-VMTEST_EXAMPLES := TestVMTestShellScript TestVMTestGoPackage TestVMTestGuestFailure TestVMTestParallel
+VMTEST_EXAMPLES := TestVMTestShellScript TestVMTestGoPackage TestVMTestDisk TestVMTestGuestFailure TestVMTestParallel
 
 .PHONY: test-vmtest
 
@@ -34,7 +35,7 @@ test-vmtest: build guest
 	rm -f $(OUT)/vmtest.log
 	set -o pipefail; GVMM_VMTEST_IMAGES=$(VMTEST_IMAGES) \
 	  TESTFLAGS='-test.run ^TestVMTest -test.parallel $(VMTEST_PARALLEL) -test.timeout 30m' \
-	  $(EMUHOST) -- .ci/run-tests $(OUT)/vmtest.log $(TESTBIN)/tests.test | grep -E '^(ok|FAIL|--- |\s+--- )'
+	  $(EMUHOST_TEST) -- .ci/run-tests $(OUT)/vmtest.log $(TESTBIN)/tests.test | grep -E '^(ok|FAIL|--- |\s+--- )'
 	@# What .ci/check-phase would check for this phase: no failure, no skip
 	@# (but the guest test that skips on purpose, reported as skipped), and
 	@# every example passed.

@@ -90,6 +90,51 @@ func TestVMTestGoPackage(t *testing.T) {
 	assert.Contains(t, kinds, "covcounters", "the guest's coverage counters came back")
 }
 
+// TestVMTestDisk attaches two disks, one read-only, and checks from a
+// shell script in the guest that it reads what the host wrote and that
+// the read-only one refuses writes; the host then reads what the guest
+// wrote.
+func TestVMTestDisk(t *testing.T) {
+	dir := t.TempDir()
+	rw, ro := filepath.Join(dir, "rw.img"), filepath.Join(dir, "ro.img")
+	data := make([]byte, 1<<20)
+	copy(data[512:], "written by the host")
+	require.NoError(t, os.WriteFile(rw, data, 0o644))
+	require.NoError(t, os.WriteFile(ro, data[:64<<10], 0o644))
+	script := `set -e
+test "$(cat /sys/block/vda/size)" = 2048 # 512-byte sectors
+test "$(cat /sys/block/vdb/size)" = 128
+test "$(cat /sys/block/vdb/ro)" = 1
+got=$(dd if=/dev/vda bs=512 skip=1 count=1 2>/dev/null | head -c 19)
+test "$got" = "written by the host"
+printf 'written by the guest' | dd of=/dev/vda bs=512 seek=2 conv=notrunc 2>/dev/null
+sync
+if printf x | dd of=/dev/vdb bs=512 conv=notrunc 2>/dev/null; then echo "vdb took a write"; exit 1; fi
+echo disks-ok
+`
+	img := filepath.Join(t.TempDir(), "initramfs.cpio")
+	err := initramfs.Image{
+		Busybox:    "/bin/busybox",
+		ModulesDir: vmtest.GuestFromEnv().Modules, // Debian's kernel has virtio-blk as a module
+		Files:      []initramfs.File{{Name: "test.sh", Data: []byte(script), Mode: 0o755}},
+		Run:        []string{"/bin/sh", "/test.sh"},
+	}.Build(t.Context(), img)
+	require.NoError(t, err)
+	vm := vmtest.Start(t, vmtest.WithInitramfs(img), vmtest.WithCmdline("quiet"), vmtest.WithTimeout(5*time.Minute),
+		vmtest.WithDisk(vmtest.Disk{Path: rw}), vmtest.WithDisk(vmtest.Disk{Path: ro, ReadOnly: true}))
+	_, err = vm.Console.ExpectString("disks-ok")
+	require.NoError(t, err)
+	v, err := vm.Wait()
+	require.NoError(t, err)
+	require.Zero(t, v, "the script's exit status")
+	got, err := os.ReadFile(rw)
+	require.NoError(t, err)
+	assert.Equal(t, "written by the guest", string(got[1024:1044]))
+	after, err := os.ReadFile(ro)
+	require.NoError(t, err)
+	assert.Equal(t, data[:64<<10], after, "the read-only disk is unchanged")
+}
+
 // envChild makes TestChildGuestFailure run: TestVMTestGuestFailure sets it
 // for the copy of this test binary it starts.
 const envChild = "GVMM_VMTEST_EXAMPLE_CHILD"

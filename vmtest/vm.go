@@ -85,14 +85,16 @@ func WithConsoleCopy(w io.Writer) Option { return func(c *config) { c.consoleCop
 
 // Disk is a host file attached to the guest as a virtio-blk disk.
 type Disk struct {
-	// Path is the image file.
+	// Path is the image file (raw), locked while the VM runs.
 	Path string
 	// ReadOnly attaches it read-only.
 	ReadOnly bool
 }
 
-// WithDisk attaches a disk. The guest sees disks as /dev/vda, /dev/vdb,
-// ... in the order given.
+// WithDisk attaches a disk as a virtio-blk device on PCI (the guest's
+// kernel needs virtio-pci and virtio-blk: built in, or modules in the
+// image). The guest sees disks as /dev/vda, /dev/vdb, ... in the order
+// given. A disk that cannot be opened or locked fails the test.
 func WithDisk(d Disk) Option { return func(c *config) { c.disks = append(c.disks, d) } }
 
 // VM is a guest started by Start.
@@ -152,9 +154,6 @@ func Start(tb testing.TB, opts ...Option) *VM {
 	if cfg.initramfs == "" && !cfg.noInitramfs {
 		cfg.initramfs = g.Initramfs
 	}
-	if len(cfg.disks) > 0 {
-		tb.Fatalf("vmtest: %s: disks are not supported yet: this gvmm has no virtio-blk", cfg.name)
-	}
 	for _, f := range []struct{ what, path string }{{"kernel", cfg.kernel}, {"initramfs", cfg.initramfs}} {
 		if f.path == "" {
 			continue
@@ -170,9 +169,13 @@ func Start(tb testing.TB, opts ...Option) *VM {
 	vm := &VM{name: cfg.name, tb: tb, timeout: cfg.timeout, in: pw, done: make(chan struct{})}
 	vm.Console = newConsole(pw, cfg.expectTimeout, cfg.consoleCopy)
 	vm.started = vm.Console.start
+	disks := make([]machine.Disk, 0, len(cfg.disks))
+	for _, d := range cfg.disks {
+		disks = append(disks, machine.Disk{Path: d.Path, ReadOnly: d.ReadOnly})
+	}
 	m, err := machine.New(machine.Config{
 		Kernel: cfg.kernel, Initrd: cfg.initramfs, Cmdline: cmdline,
-		CPUs: cfg.cpus, Memory: cfg.memory,
+		CPUs: cfg.cpus, Memory: cfg.memory, Disks: disks,
 		Console: consoleSink{vm.Console}, ConsoleIn: pr,
 	})
 	if err != nil {

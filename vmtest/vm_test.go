@@ -110,7 +110,7 @@ func TestBadInput(t *testing.T) {
 		{name: "missing initramfs", opts: []Option{WithInitramfs("/nonexistent/initramfs.cpio")},
 			wantFatal: "initramfs: stat /nonexistent/initramfs.cpio: no such file or directory"},
 		{name: "not a kernel", opts: []Option{WithKernel(notKernel)}, wantFatal: "kernel " + notKernel},
-		{name: "disk before virtio-blk", opts: []Option{WithDisk(Disk{Path: notKernel})}, wantFatal: "disks are not supported yet"},
+		{name: "missing disk", opts: []Option{WithDisk(Disk{Path: "/nonexistent/disk.img"})}, wantFatal: "/nonexistent/disk.img"},
 		{name: "expected string never comes", opts: []Option{WithCmdline("test=shell"), WithExpectTimeout(3 * time.Second)}, shell: true,
 			run: func(tb testing.TB, vm *VM) {
 				if _, err := vm.Console.ExpectStringTimeout("/ # ", 5*time.Minute); err != nil {
