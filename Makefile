@@ -54,7 +54,7 @@ vet:
 # Each phase keeps its go test -v output in tests/out/PHASE.log, and
 # .ci/check-phase checks it: failures, skips, and how many KVM tests and
 # boots really ran.
-test: build vet test-unit test-race test-kvm test-boot
+test: build vet test-unit test-race test-kvm test-boot test-vmtest
 
 # Every package's tests on this machine. Without a usable /dev/kvm here the
 # KVM tests skip in this phase and run in test-kvm.
@@ -87,13 +87,14 @@ test-kvm: build guest-tools
 # (tests/boot_test.go: both kernels, 1, 2 and 4 vCPUs, RAM above 4 GiB, the
 # console shell, power off and test exit) and the disks (tests/blk_test.go:
 # data copied, read-only, ext4 root, SIGKILL after sync in each cache mode).
-# Tests named *Bench* are the benchmarks against QEMU (make bench-blk).
+# Tests named *Bench* are the benchmarks against QEMU (make bench-blk);
+# TestVMTest* are the vmtest examples, with their own phase (vmtest.mk).
 test-boot: build guest
 	@mkdir -p $(OUT) $(TESTBIN)
 	$(GO) test -c -o $(TESTBIN)/tests.test ./tests
 	rm -f $(OUT)/boot.log
 	GVMM_BIN=$(CURDIR)/bin/gvmm GVMM_BOOT_TESTS=$${GVMM_BOOT_TESTS:-ci} \
-	  TESTFLAGS='-test.timeout 60m -test.skip Bench' \
+	  TESTFLAGS='-test.timeout 60m -test.skip Bench|TestVMTest' \
 	  $(EMUHOST_TEST) -- .ci/run-tests $(OUT)/boot.log $(TESTBIN)/tests.test | grep -E '^(ok|FAIL|\s+--- |--- )'
 	MIN_BOOTS=$(MIN_BOOTS) .ci/check-phase boot $(OUT)/boot.log
 
@@ -133,5 +134,6 @@ clean:
 	rm -rf bin
 
 include guest.mk
+include vmtest.mk
 include blk.mk
 include net.mk
