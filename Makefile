@@ -24,6 +24,8 @@ GUEST_DIR ?= $(CURDIR)/.cache/guest
 export GUEST_DIR
 EMUHOST_CACHE ?= $(CURDIR)/.cache/emuhost
 EMUHOST = $(CURDIR)/bin/emuhost --cache '$(EMUHOST_CACHE)'
+# Test phases stop a stuck emulated host; make boot runs as long as the user likes.
+EMUHOST_TEST = $(EMUHOST) --timeout 45m
 TESTBIN := $(CURDIR)/bin/test
 OUT     := $(CURDIR)/tests/out
 # The packages whose tests need KVM: they call kvmtest.SkipIfUnavailable
@@ -35,7 +37,7 @@ KVM_PKGS = $(shell grep -l -E '$(KVM_TEST_RE)' $$(find . -name '*_test.go' -not 
 # Packages also run with the race detector where KVM works.
 RACE_KVM_PKGS := machine vcpu
 # Floors for CI: fewer KVM tests or boots than these means tests were lost.
-MIN_KVM_TESTS ?= 40
+MIN_KVM_TESTS ?= 50
 MIN_BOOTS     ?= 8
 
 .DEFAULT_GOAL := build
@@ -52,7 +54,7 @@ vet:
 # Each phase keeps its go test -v output in tests/out/PHASE.log, and
 # .ci/check-phase checks it: failures, skips, and how many KVM tests and
 # boots really ran.
-test: build vet test-unit test-race test-kvm test-boot
+test: build vet test-unit test-race test-kvm test-boot test-vmtest
 
 # Every package's tests on this machine. Without a usable /dev/kvm here the
 # KVM tests skip in this phase and run in test-kvm.
@@ -76,20 +78,24 @@ test-kvm: build guest-tools
 	@for p in $(RACE_KVM_PKGS); do \
 	  $(GO) test -race -c -o $(TESTBIN)/kvm/race-$${p//\//_}.test ./$$p || exit 1; done
 	rm -f $(OUT)/kvm.log
-	$(EMUHOST) -- .ci/run-tests $(OUT)/kvm.log $(TESTBIN)/kvm/*.test > /dev/null || \
+	$(EMUHOST_TEST) -- .ci/run-tests $(OUT)/kvm.log $(TESTBIN)/kvm/*.test > /dev/null || \
 	  { grep -E '^(ok|FAIL|panic|--- FAIL|\s+--- FAIL)' $(OUT)/kvm.log; exit 1; }
 	grep -E '^(ok|FAIL)' $(OUT)/kvm.log
 	MIN_KVM_TESTS=$(MIN_KVM_TESTS) .ci/check-phase kvm $(OUT)/kvm.log
 
-# The Linux boot matrix (tests/boot_test.go): both kernels, 1, 2 and 4
-# vCPUs, RAM above 4 GiB, the console shell, power off and test exit.
+# The Linux boots: every test of ./tests. The boot matrix
+# (tests/boot_test.go: both kernels, 1, 2 and 4 vCPUs, RAM above 4 GiB, the
+# console shell, power off and test exit) and the disks (tests/blk_test.go:
+# data copied, read-only, ext4 root, SIGKILL after sync in each cache mode).
+# Tests named *Bench* are the benchmarks against QEMU (make bench-blk);
+# TestVMTest* are the vmtest examples, with their own phase (vmtest.mk).
 test-boot: build guest
 	@mkdir -p $(OUT) $(TESTBIN)
 	$(GO) test -c -o $(TESTBIN)/tests.test ./tests
 	rm -f $(OUT)/boot.log
 	GVMM_BIN=$(CURDIR)/bin/gvmm GVMM_BOOT_TESTS=$${GVMM_BOOT_TESTS:-ci} \
-	  TESTFLAGS='-test.run TestBoot -test.timeout 60m' \
-	  $(EMUHOST) -- .ci/run-tests $(OUT)/boot.log $(TESTBIN)/tests.test | grep -E '^(ok|FAIL|\s+--- |--- )'
+	  TESTFLAGS='-test.timeout 60m -test.skip Bench|TestVMTest' \
+	  $(EMUHOST_TEST) -- .ci/run-tests $(OUT)/boot.log $(TESTBIN)/tests.test | grep -E '^(ok|FAIL|\s+--- |--- )'
 	MIN_BOOTS=$(MIN_BOOTS) .ci/check-phase boot $(OUT)/boot.log
 
 # Older name of test-boot.
@@ -104,7 +110,7 @@ bench: build guest-tools
 	  $(GO) test -c -o $(TESTBIN)/bench/$${p//\//_}.test ./$$p || exit 1; done
 	rm -f $(OUT)/bench.log
 	TESTFLAGS="-test.run ^\$$ -test.bench . -test.benchtime 20000x" \
-	  $(EMUHOST) -- .ci/run-tests $(OUT)/bench.log $(TESTBIN)/bench/*.test
+	  $(EMUHOST_TEST) -- .ci/run-tests $(OUT)/bench.log $(TESTBIN)/bench/*.test
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
@@ -128,3 +134,6 @@ clean:
 	rm -rf bin
 
 include guest.mk
+include vmtest.mk
+include blk.mk
+include net.mk

@@ -20,6 +20,19 @@ import (
 // QEMUPackage is the Debian package that has QEMU's x86-64 system emulator.
 const QEMUPackage = "qemu-system-x86"
 
+// FindQEMU returns the path of the emulator name (empty:
+// qemu-system-x86_64), or an error that says which package to install.
+func FindQEMU(name string) (string, error) {
+	if name == "" {
+		name = "qemu-system-x86_64"
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%s not found: install Debian's %s (apt-get install --no-install-recommends %s)", name, QEMUPackage, QEMUPackage)
+	}
+	return path, nil
+}
+
 // Config describes one run of a command in the emulated host.
 type Config struct {
 	// QEMU is the emulator; empty means qemu-system-x86_64 on PATH.
@@ -61,13 +74,9 @@ func Run(ctx context.Context, img Image, cfg Config, argv []string) (int, error)
 	if len(argv) == 0 {
 		return 0, fmt.Errorf("no command to run")
 	}
-	qemu := cfg.QEMU
-	if qemu == "" {
-		qemu = "qemu-system-x86_64"
-	}
-	qemuPath, err := exec.LookPath(qemu)
+	qemu, err := FindQEMU(cfg.QEMU)
 	if err != nil {
-		return 0, fmt.Errorf("%s not found: install Debian's %s (apt-get install --no-install-recommends %s)", qemu, QEMUPackage, QEMUPackage)
+		return 0, err
 	}
 	if cfg.Dir == "" {
 		if cfg.Dir, err = os.Getwd(); err != nil {
@@ -111,9 +120,9 @@ func Run(ctx context.Context, img Image, cfg Config, argv []string) (int, error)
 
 	args := qemuArgs(img, cfg, runDir, tty != nil)
 	if cfg.Verbose {
-		fmt.Fprintf(cfg.Stderr, "emuhost: %s %s\n", qemuPath, strings.Join(args, " "))
+		fmt.Fprintf(cfg.Stderr, "emuhost: %s %s\n", qemu, strings.Join(args, " "))
 	}
-	cmd := exec.CommandContext(ctx, qemuPath, args...)
+	cmd := exec.CommandContext(ctx, qemu, args...)
 	// QEMU restores the terminal on SIGTERM, not on SIGKILL.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second

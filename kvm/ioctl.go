@@ -26,7 +26,6 @@ func iow(nr, size uintptr) uintptr  { return ioc(iocWrite, nr, size) }
 func ior(nr, size uintptr) uintptr  { return ioc(iocRead, nr, size) }
 func iowr(nr, size uintptr) uintptr { return ioc(iocRead|iocWrite, nr, size) }
 func sizeOf[T any]() uintptr        { var v T; return unsafe.Sizeof(v) }
-func ptr[T any](v *T) uintptr       { return uintptr(unsafe.Pointer(v)) }
 
 // Request numbers, as defined in include/uapi/linux/kvm.h.
 var (
@@ -65,6 +64,8 @@ var (
 	reqGetMPState          = ior(0x98, sizeOf[MPState]())
 	reqSetMPState          = iow(0x99, sizeOf[MPState]())
 	reqSetGuestDebug       = iow(0x9b, sizeOf[GuestDebug]())
+	reqGetDebugRegs        = ior(0xa1, sizeOf[DebugRegs]())
+	reqSetDebugRegs        = iow(0xa2, sizeOf[DebugRegs]())
 	reqGetPIT2             = ior(0x9f, sizeOf[PITState2]())
 	reqSetPIT2             = iow(0xa0, sizeOf[PITState2]())
 	reqGetVCPUEvents       = ior(0x9f, sizeOf[VCPUEvents]())
@@ -76,13 +77,37 @@ var (
 	reqKVMClockCtrl        = io(0xad)
 )
 
-// ioctl issues one ioctl and returns its non-negative result or the errno.
+// ioctlPtr issues an ioctl whose argument points to memory the kernel
+// reads or writes (a struct, an array, a word). arg stays an unsafe.Pointer
+// until the system call itself: converted to uintptr any earlier, for
+// example before a call that is not inlined, the pointer would no longer
+// be updated when the goroutine's stack moves, and the kernel would use the
+// old stack (the unsafe.Pointer rules, case 4: "Conversion of a Pointer to
+// a uintptr when calling syscall.Syscall"). kvm/ioctl_test.go checks every
+// caller.
+//
 // It uses Syscall rather than RawSyscall because some requests block, and
 // the Go scheduler must be told. A request interrupted by a signal (EINTR:
 // Go's preemption signal interrupts KVM_CREATE_VM now and then) did nothing
 // and is retried. KVM_RUN does not come through here: its EINTR means
 // something to the exit loop (VCPU.Run).
-func ioctl(fd int, req, arg uintptr) (int, error) {
+func ioctlPtr(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
+		switch errno {
+		case 0:
+			return int(r), nil
+		case unix.EINTR:
+			continue
+		}
+		return int(r), errno
+	}
+}
+
+// ioctlInt issues an ioctl whose argument is a number, not an address (a
+// capability, a vCPU id, a guest-physical address), or none (0). Pointers
+// go through ioctlPtr.
+func ioctlInt(fd int, req, arg uintptr) (int, error) {
 	for {
 		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg)
 		switch errno {

@@ -3,6 +3,7 @@ package kvm
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"unsafe"
 )
 
@@ -57,19 +58,30 @@ var reqSetMSRFilter = iow(0xc6, sizeOf[msrFilter]())
 
 // SetMSRFilter installs an MSR filter (KVM_X86_SET_MSR_FILTER); MSRs outside
 // every range are allowed (KVM_MSR_FILTER_DEFAULT_ALLOW).
+//
+// struct kvm_msr_filter_range holds its bitmap as a bare address, which the
+// kernel copies during the call. The bitmaps are copied to memory this
+// call allocates on the heap (where Go never moves an object), and kept
+// alive until the ioctl has returned: a caller's bitmap might live on a
+// stack, which moves, and nothing else would keep the copy from being
+// collected while the kernel reads it.
 func (vm *VM) SetMSRFilter(ranges []MSRFilterRange) error {
-	if len(ranges) > 16 {
-		return fmt.Errorf("KVM_X86_SET_MSR_FILTER: %d ranges, at most 16", len(ranges))
+	if len(ranges) > len(msrFilter{}.Ranges) {
+		return fmt.Errorf("KVM_X86_SET_MSR_FILTER: %d ranges, at most %d", len(ranges), len(msrFilter{}.Ranges))
 	}
-	var f msrFilter
+	f := new(msrFilter)
+	bitmaps := make([][]byte, len(ranges))
 	for i, r := range ranges {
-		if r.Count == 0 || uint64(len(r.Bitmap))*8 < uint64(r.Count) {
-			return fmt.Errorf("KVM_X86_SET_MSR_FILTER: %d MSRs need %d bitmap bytes, have %d", r.Count, (r.Count+7)/8, len(r.Bitmap))
+		n := (uint64(r.Count) + 7) / 8
+		if r.Count == 0 || uint64(len(r.Bitmap)) < n {
+			return fmt.Errorf("KVM_X86_SET_MSR_FILTER: %d MSRs need %d bitmap bytes, have %d", r.Count, n, len(r.Bitmap))
 		}
+		bitmaps[i] = append(make([]byte, 0, n), r.Bitmap[:n]...)
 		f.Ranges[i] = msrFilterRange{Flags: r.Flags, NMSRs: r.Count, Base: r.Base,
-			Bitmap: uintptr(unsafe.Pointer(&r.Bitmap[0]))}
+			Bitmap: uintptr(unsafe.Pointer(&bitmaps[i][0]))}
 	}
-	_, err := ioctl(vm.fd, reqSetMSRFilter, ptr(&f))
+	_, err := ioctlPtr(vm.fd, reqSetMSRFilter, unsafe.Pointer(f))
+	runtime.KeepAlive(bitmaps)
 	if err != nil {
 		return fmt.Errorf("KVM_X86_SET_MSR_FILTER: %w", err)
 	}

@@ -45,7 +45,7 @@ func OpenPath(path string) (*System, error) {
 		}
 	}
 	s := &System{fd: fd}
-	v, err := ioctl(fd, reqGetAPIVersion, 0)
+	v, err := ioctlInt(fd, reqGetAPIVersion, 0)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("%w: KVM_GET_API_VERSION on %s: %v", ErrNoKVM, path, err)
@@ -95,12 +95,12 @@ func (s *System) Close() error {
 // CheckExtension returns KVM_CHECK_EXTENSION of cap on the system fd: 0 when
 // unsupported, otherwise 1 or a capability-specific value.
 func (s *System) CheckExtension(cap int) (int, error) {
-	return ioctl(s.fd, reqCheckExtension, uintptr(cap))
+	return ioctlInt(s.fd, reqCheckExtension, uintptr(cap))
 }
 
 // VCPUMmapSize returns the size of the area to mmap from each vCPU fd.
 func (s *System) VCPUMmapSize() (int, error) {
-	return ioctl(s.fd, reqGetVCPUMmapSize, 0)
+	return ioctlInt(s.fd, reqGetVCPUMmapSize, 0)
 }
 
 // MaxVCPUs returns the largest vCPU count KVM allows in one VM
@@ -139,7 +139,7 @@ const maxCPUIDEntries = 256
 // present to a guest, with the feature bits it supports.
 func (s *System) SupportedCPUID() ([]CPUIDEntry, error) {
 	c := &cpuid2{Nent: maxCPUIDEntries}
-	if _, err := ioctl(s.fd, reqGetSupportedCPUID, uintptr(unsafe.Pointer(c))); err != nil {
+	if _, err := ioctlPtr(s.fd, reqGetSupportedCPUID, unsafe.Pointer(c)); err != nil {
 		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
 	}
 	return append([]CPUIDEntry(nil), c.Entries[:c.Nent]...), nil
@@ -147,7 +147,7 @@ func (s *System) SupportedCPUID() ([]CPUIDEntry, error) {
 
 // CreateVM creates a VM (KVM_CREATE_VM, machine type 0).
 func (s *System) CreateVM() (*VM, error) {
-	fd, err := ioctl(s.fd, reqCreateVM, 0)
+	fd, err := ioctlInt(s.fd, reqCreateVM, 0)
 	if err != nil {
 		return nil, fmt.Errorf("KVM_CREATE_VM: %w", err)
 	}

@@ -174,6 +174,18 @@ type GuestDebug struct {
 	DebugReg [8]uint64
 }
 
+// DebugRegs mirrors struct kvm_debugregs, 128 bytes: the guest's own
+// debug registers DR0-DR3, DR6 and DR7 (api.rst, KVM_GET_DEBUGREGS). While
+// KVM_SET_GUEST_DEBUG uses the hardware breakpoints, these are what the
+// guest reads and writes, not what the CPU runs with.
+type DebugRegs struct {
+	DB    [4]uint64
+	DR6   uint64
+	DR7   uint64
+	Flags uint64
+	_     [9]uint64
+}
+
 // IRQChip mirrors struct kvm_irqchip, 520 bytes: the state of one in-kernel
 // PIC or the IOAPIC.
 type IRQChip struct {

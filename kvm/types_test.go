@@ -28,6 +28,8 @@ func TestStructSizes(t *testing.T) {
 		{"kvm_xsave", unsafe.Sizeof(XSave{}), 4096},
 		{"kvm_lapic_state", unsafe.Sizeof(LAPICState{}), 1024},
 		{"kvm_guest_debug", unsafe.Sizeof(GuestDebug{}), 72},
+		{"kvm_debugregs", unsafe.Sizeof(DebugRegs{}), 128},
+		{"kvm_msr_filter", unsafe.Sizeof(msrFilter{}), 392},
 		{"kvm_irqchip", unsafe.Sizeof(IRQChip{}), 520},
 		{"kvm_pit_channel_state", unsafe.Sizeof(PITChannelState{}), 24},
 		{"kvm_pit_state2", unsafe.Sizeof(PITState2{}), 112},
@@ -55,4 +57,7 @@ func TestRequestNumbers(t *testing.T) {
 	assert.Equal(t, uintptr(0x9000AEA4), reqGetXSave)
 	assert.Equal(t, uintptr(0xC018AE85), reqTranslate)
 	assert.Equal(t, uintptr(0x4068AEA3), reqEnableCap)
+	assert.Equal(t, uintptr(0x8080AEA1), reqGetDebugRegs)
+	assert.Equal(t, uintptr(0x4080AEA2), reqSetDebugRegs)
+	assert.Equal(t, uintptr(0x4188AEC6), reqSetMSRFilter)
 }

@@ -1,6 +1,7 @@
 package kvm
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
 
@@ -60,7 +61,7 @@ func (v *VCPU) Run() error {
 // Regs returns the general-purpose registers.
 func (v *VCPU) Regs() (Regs, error) {
 	var r Regs
-	if _, err := ioctl(v.fd, reqGetRegs, ptr(&r)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqGetRegs, unsafe.Pointer(&r)); err != nil {
 		return r, fmt.Errorf("KVM_GET_REGS vCPU %d: %w", v.id, err)
 	}
 	return r, nil
@@ -68,7 +69,7 @@ func (v *VCPU) Regs() (Regs, error) {
 
 // SetRegs sets the general-purpose registers.
 func (v *VCPU) SetRegs(r Regs) error {
-	if _, err := ioctl(v.fd, reqSetRegs, ptr(&r)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqSetRegs, unsafe.Pointer(&r)); err != nil {
 		return fmt.Errorf("KVM_SET_REGS vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -77,7 +78,7 @@ func (v *VCPU) SetRegs(r Regs) error {
 // Sregs returns the special registers.
 func (v *VCPU) Sregs() (Sregs, error) {
 	var s Sregs
-	if _, err := ioctl(v.fd, reqGetSregs, ptr(&s)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqGetSregs, unsafe.Pointer(&s)); err != nil {
 		return s, fmt.Errorf("KVM_GET_SREGS vCPU %d: %w", v.id, err)
 	}
 	return s, nil
@@ -85,7 +86,7 @@ func (v *VCPU) Sregs() (Sregs, error) {
 
 // SetSregs sets the special registers.
 func (v *VCPU) SetSregs(s Sregs) error {
-	if _, err := ioctl(v.fd, reqSetSregs, ptr(&s)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqSetSregs, unsafe.Pointer(&s)); err != nil {
 		return fmt.Errorf("KVM_SET_SREGS vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -94,7 +95,7 @@ func (v *VCPU) SetSregs(s Sregs) error {
 // FPU returns the legacy FPU/SSE state.
 func (v *VCPU) FPU() (FPU, error) {
 	var f FPU
-	if _, err := ioctl(v.fd, reqGetFPU, ptr(&f)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqGetFPU, unsafe.Pointer(&f)); err != nil {
 		return f, fmt.Errorf("KVM_GET_FPU vCPU %d: %w", v.id, err)
 	}
 	return f, nil
@@ -102,7 +103,7 @@ func (v *VCPU) FPU() (FPU, error) {
 
 // SetFPU sets the legacy FPU/SSE state.
 func (v *VCPU) SetFPU(f FPU) error {
-	if _, err := ioctl(v.fd, reqSetFPU, ptr(&f)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqSetFPU, unsafe.Pointer(&f)); err != nil {
 		return fmt.Errorf("KVM_SET_FPU vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -111,7 +112,7 @@ func (v *VCPU) SetFPU(f FPU) error {
 // XSave returns the vCPU's XSAVE image (KVM_GET_XSAVE).
 func (v *VCPU) XSave() (*XSave, error) {
 	x := new(XSave)
-	if _, err := ioctl(v.fd, reqGetXSave, ptr(x)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqGetXSave, unsafe.Pointer(x)); err != nil {
 		return nil, fmt.Errorf("KVM_GET_XSAVE vCPU %d: %w", v.id, err)
 	}
 	return x, nil
@@ -119,7 +120,7 @@ func (v *VCPU) XSave() (*XSave, error) {
 
 // SetXSave sets the vCPU's XSAVE image (KVM_SET_XSAVE).
 func (v *VCPU) SetXSave(x *XSave) error {
-	if _, err := ioctl(v.fd, reqSetXSave, ptr(x)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqSetXSave, unsafe.Pointer(x)); err != nil {
 		return fmt.Errorf("KVM_SET_XSAVE vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -142,7 +143,7 @@ func (v *VCPU) SetMSRs(entries []MSREntry) error {
 	}
 	m := &msrs{N: uint32(len(entries))}
 	copy(m.Entries[:], entries)
-	n, err := ioctl(v.fd, reqSetMSRs, uintptr(unsafe.Pointer(m)))
+	n, err := ioctlPtr(v.fd, reqSetMSRs, unsafe.Pointer(m))
 	if err != nil {
 		return fmt.Errorf("KVM_SET_MSRS vCPU %d: %w", v.id, err)
 	}
@@ -160,7 +161,7 @@ func (v *VCPU) MSRs(entries []MSREntry) error {
 	}
 	m := &msrs{N: uint32(len(entries))}
 	copy(m.Entries[:], entries)
-	n, err := ioctl(v.fd, reqGetMSRs, uintptr(unsafe.Pointer(m)))
+	n, err := ioctlPtr(v.fd, reqGetMSRs, unsafe.Pointer(m))
 	if err != nil {
 		return fmt.Errorf("KVM_GET_MSRS vCPU %d: %w", v.id, err)
 	}
@@ -178,7 +179,7 @@ func (v *VCPU) SetCPUID2(entries []CPUIDEntry) error {
 	}
 	c := &cpuid2{Nent: uint32(len(entries))}
 	copy(c.Entries[:], entries)
-	if _, err := ioctl(v.fd, reqSetCPUID2, uintptr(unsafe.Pointer(c))); err != nil {
+	if _, err := ioctlPtr(v.fd, reqSetCPUID2, unsafe.Pointer(c)); err != nil {
 		return fmt.Errorf("KVM_SET_CPUID2 vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -186,10 +187,43 @@ func (v *VCPU) SetCPUID2(entries []CPUIDEntry) error {
 
 // CPUID2 reads back the CPUID table KVM actually uses (KVM_GET_CPUID2). Some
 // hosts force features back in; comparing with what was set reveals them.
+//
+// Linux 6.1 does not report the table's length: on success it leaves nent
+// as passed, and on E2BIG (a buffer too small) it does not copy nent back
+// either (kvm_vcpu_ioctl_get_cpuid2, arch/x86/kvm/cpuid.c; later kernels
+// set it on success). The length is therefore the smallest nent the call
+// accepts, found by bisection (at most 9 calls, once per VM) unless the
+// kernel wrote it back.
 func (v *VCPU) CPUID2() ([]CPUIDEntry, error) {
-	c := &cpuid2{Nent: maxCPUIDEntries}
-	if _, err := ioctl(v.fd, reqGetCPUID2, uintptr(unsafe.Pointer(c))); err != nil {
+	c := &cpuid2{}
+	get := func(n uint32) error {
+		c.Nent = n
+		_, err := ioctlPtr(v.fd, reqGetCPUID2, unsafe.Pointer(c))
+		return err
+	}
+	if err := get(maxCPUIDEntries); err != nil {
 		return nil, fmt.Errorf("KVM_GET_CPUID2 vCPU %d: %w", v.id, err)
+	}
+	if c.Nent == maxCPUIDEntries {
+		lo, hi := uint32(0), uint32(maxCPUIDEntries) // get(hi) succeeds
+		for lo < hi {
+			mid := (lo + hi) / 2
+			switch err := get(mid); {
+			case err == nil:
+				hi = mid
+			case errors.Is(err, unix.E2BIG):
+				lo = mid + 1
+			default:
+				return nil, fmt.Errorf("KVM_GET_CPUID2 vCPU %d: %w", v.id, err)
+			}
+		}
+		if err := get(hi); err != nil {
+			return nil, fmt.Errorf("KVM_GET_CPUID2 vCPU %d: %w", v.id, err)
+		}
+		c.Nent = hi
+	}
+	if c.Nent > maxCPUIDEntries {
+		return nil, fmt.Errorf("KVM_GET_CPUID2 vCPU %d: %d entries, at most %d", v.id, c.Nent, maxCPUIDEntries)
 	}
 	return append([]CPUIDEntry(nil), c.Entries[:c.Nent]...), nil
 }
@@ -197,7 +231,7 @@ func (v *VCPU) CPUID2() ([]CPUIDEntry, error) {
 // VCPUEvents returns pending and injected events.
 func (v *VCPU) VCPUEvents() (VCPUEvents, error) {
 	var e VCPUEvents
-	if _, err := ioctl(v.fd, reqGetVCPUEvents, ptr(&e)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqGetVCPUEvents, unsafe.Pointer(&e)); err != nil {
 		return e, fmt.Errorf("KVM_GET_VCPU_EVENTS vCPU %d: %w", v.id, err)
 	}
 	return e, nil
@@ -206,7 +240,7 @@ func (v *VCPU) VCPUEvents() (VCPUEvents, error) {
 // SetVCPUEvents sets pending and injected events, for example to inject an
 // exception.
 func (v *VCPU) SetVCPUEvents(e VCPUEvents) error {
-	if _, err := ioctl(v.fd, reqSetVCPUEvents, ptr(&e)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqSetVCPUEvents, unsafe.Pointer(&e)); err != nil {
 		return fmt.Errorf("KVM_SET_VCPU_EVENTS vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -216,7 +250,7 @@ func (v *VCPU) SetVCPUEvents(e VCPUEvents) error {
 // tables (KVM_TRANSLATE).
 func (v *VCPU) Translate(gva uint64) (Translation, error) {
 	t := Translation{LinearAddress: gva}
-	if _, err := ioctl(v.fd, reqTranslate, ptr(&t)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqTranslate, unsafe.Pointer(&t)); err != nil {
 		return t, fmt.Errorf("KVM_TRANSLATE vCPU %d %#x: %w", v.id, gva, err)
 	}
 	return t, nil
@@ -225,7 +259,7 @@ func (v *VCPU) Translate(gva uint64) (Translation, error) {
 // MPState returns the vCPU's multiprocessing state.
 func (v *VCPU) MPState() (uint32, error) {
 	var s MPState
-	if _, err := ioctl(v.fd, reqGetMPState, ptr(&s)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqGetMPState, unsafe.Pointer(&s)); err != nil {
 		return 0, fmt.Errorf("KVM_GET_MP_STATE vCPU %d: %w", v.id, err)
 	}
 	return s.State, nil
@@ -234,7 +268,7 @@ func (v *VCPU) MPState() (uint32, error) {
 // SetMPState sets the vCPU's multiprocessing state.
 func (v *VCPU) SetMPState(state uint32) error {
 	s := MPState{State: state}
-	if _, err := ioctl(v.fd, reqSetMPState, ptr(&s)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqSetMPState, unsafe.Pointer(&s)); err != nil {
 		return fmt.Errorf("KVM_SET_MP_STATE vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -243,7 +277,7 @@ func (v *VCPU) SetMPState(state uint32) error {
 // LAPIC returns the local APIC register page.
 func (v *VCPU) LAPIC() (*LAPICState, error) {
 	l := new(LAPICState)
-	if _, err := ioctl(v.fd, reqGetLAPIC, ptr(l)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqGetLAPIC, unsafe.Pointer(l)); err != nil {
 		return nil, fmt.Errorf("KVM_GET_LAPIC vCPU %d: %w", v.id, err)
 	}
 	return l, nil
@@ -251,7 +285,7 @@ func (v *VCPU) LAPIC() (*LAPICState, error) {
 
 // SetLAPIC sets the local APIC register page.
 func (v *VCPU) SetLAPIC(l *LAPICState) error {
-	if _, err := ioctl(v.fd, reqSetLAPIC, ptr(l)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqSetLAPIC, unsafe.Pointer(l)); err != nil {
 		return fmt.Errorf("KVM_SET_LAPIC vCPU %d: %w", v.id, err)
 	}
 	return nil
@@ -259,15 +293,33 @@ func (v *VCPU) SetLAPIC(l *LAPICState) error {
 
 // SetGuestDebug configures guest debugging (KVM_SET_GUEST_DEBUG).
 func (v *VCPU) SetGuestDebug(d GuestDebug) error {
-	if _, err := ioctl(v.fd, reqSetGuestDebug, ptr(&d)); err != nil {
+	if _, err := ioctlPtr(v.fd, reqSetGuestDebug, unsafe.Pointer(&d)); err != nil {
 		return fmt.Errorf("KVM_SET_GUEST_DEBUG vCPU %d: %w", v.id, err)
+	}
+	return nil
+}
+
+// DebugRegs returns the guest's debug registers (KVM_GET_DEBUGREGS).
+func (v *VCPU) DebugRegs() (DebugRegs, error) {
+	var d DebugRegs
+	if _, err := ioctlPtr(v.fd, reqGetDebugRegs, unsafe.Pointer(&d)); err != nil {
+		return d, fmt.Errorf("KVM_GET_DEBUGREGS vCPU %d: %w", v.id, err)
+	}
+	return d, nil
+}
+
+// SetDebugRegs sets the guest's debug registers (KVM_SET_DEBUGREGS); Flags
+// must be 0.
+func (v *VCPU) SetDebugRegs(d DebugRegs) error {
+	if _, err := ioctlPtr(v.fd, reqSetDebugRegs, unsafe.Pointer(&d)); err != nil {
+		return fmt.Errorf("KVM_SET_DEBUGREGS vCPU %d: %w", v.id, err)
 	}
 	return nil
 }
 
 // TSCKHz returns the guest TSC frequency in kHz (KVM_GET_TSC_KHZ).
 func (v *VCPU) TSCKHz() (int, error) {
-	n, err := ioctl(v.fd, reqGetTSCKHz, 0)
+	n, err := ioctlInt(v.fd, reqGetTSCKHz, 0)
 	if err != nil {
 		return 0, fmt.Errorf("KVM_GET_TSC_KHZ vCPU %d: %w", v.id, err)
 	}
@@ -277,7 +329,7 @@ func (v *VCPU) TSCKHz() (int, error) {
 // KVMClockCtrl tells the guest, through its kvmclock page, that it was paused
 // (KVM_KVMCLOCK_CTRL), so its soft-lockup watchdog does not fire.
 func (v *VCPU) KVMClockCtrl() error {
-	if _, err := ioctl(v.fd, reqKVMClockCtrl, 0); err != nil {
+	if _, err := ioctlInt(v.fd, reqKVMClockCtrl, 0); err != nil {
 		return fmt.Errorf("KVM_KVMCLOCK_CTRL vCPU %d: %w", v.id, err)
 	}
 	return nil

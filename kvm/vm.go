@@ -30,12 +30,12 @@ func (vm *VM) Close() error {
 
 // CheckExtension is KVM_CHECK_EXTENSION on the VM fd (KVM_CAP_CHECK_EXTENSION_VM).
 func (vm *VM) CheckExtension(cap int) (int, error) {
-	return ioctl(vm.fd, reqCheckExtension, uintptr(cap))
+	return ioctlInt(vm.fd, reqCheckExtension, uintptr(cap))
 }
 
 // SetUserMemoryRegion installs, moves or deletes (size 0) a memory slot.
 func (vm *VM) SetUserMemoryRegion(r UserspaceMemoryRegion) error {
-	if _, err := ioctl(vm.fd, reqSetUserMemoryRegion, ptr(&r)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqSetUserMemoryRegion, unsafe.Pointer(&r)); err != nil {
 		return fmt.Errorf("KVM_SET_USER_MEMORY_REGION slot %d at %#x (%d bytes): %w", r.Slot, r.GuestPhysAddr, r.MemorySize, err)
 	}
 	return nil
@@ -45,7 +45,7 @@ func (vm *VM) SetUserMemoryRegion(r UserspaceMemoryRegion) error {
 // emulation (api.rst, KVM_SET_TSS_ADDR). It must lie in guest-physical space
 // that is not RAM.
 func (vm *VM) SetTSSAddr(addr uint64) error {
-	if _, err := ioctl(vm.fd, reqSetTSSAddr, uintptr(addr)); err != nil {
+	if _, err := ioctlInt(vm.fd, reqSetTSSAddr, uintptr(addr)); err != nil {
 		return fmt.Errorf("KVM_SET_TSS_ADDR %#x: %w", addr, err)
 	}
 	return nil
@@ -55,7 +55,7 @@ func (vm *VM) SetTSSAddr(addr uint64) error {
 // KVM_SET_IDENTITY_MAP_ADDR), which must not overlap RAM or the TSS.
 func (vm *VM) SetIdentityMapAddr(addr uint64) error {
 	a := addr
-	if _, err := ioctl(vm.fd, reqSetIdentityMapAddr, ptr(&a)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqSetIdentityMapAddr, unsafe.Pointer(&a)); err != nil {
 		return fmt.Errorf("KVM_SET_IDENTITY_MAP_ADDR %#x: %w", addr, err)
 	}
 	return nil
@@ -63,7 +63,7 @@ func (vm *VM) SetIdentityMapAddr(addr uint64) error {
 
 // CreateIRQChip creates the in-kernel PIC pair, IOAPIC and local APICs.
 func (vm *VM) CreateIRQChip() error {
-	if _, err := ioctl(vm.fd, reqCreateIRQChip, 0); err != nil {
+	if _, err := ioctlInt(vm.fd, reqCreateIRQChip, 0); err != nil {
 		return fmt.Errorf("KVM_CREATE_IRQCHIP: %w", err)
 	}
 	return nil
@@ -76,7 +76,7 @@ const PITSpeakerDummy = 1
 // CreatePIT2 creates the in-kernel i8254 PIT.
 func (vm *VM) CreatePIT2(flags uint32) error {
 	c := pitConfig{Flags: flags}
-	if _, err := ioctl(vm.fd, reqCreatePIT2, ptr(&c)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqCreatePIT2, unsafe.Pointer(&c)); err != nil {
 		return fmt.Errorf("KVM_CREATE_PIT2: %w", err)
 	}
 	return nil
@@ -85,7 +85,7 @@ func (vm *VM) CreatePIT2(flags uint32) error {
 // PIT2 returns the in-kernel PIT's state.
 func (vm *VM) PIT2() (PITState2, error) {
 	var s PITState2
-	if _, err := ioctl(vm.fd, reqGetPIT2, ptr(&s)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqGetPIT2, unsafe.Pointer(&s)); err != nil {
 		return s, fmt.Errorf("KVM_GET_PIT2: %w", err)
 	}
 	return s, nil
@@ -93,7 +93,7 @@ func (vm *VM) PIT2() (PITState2, error) {
 
 // SetPIT2 sets the in-kernel PIT's state.
 func (vm *VM) SetPIT2(s PITState2) error {
-	if _, err := ioctl(vm.fd, reqSetPIT2, ptr(&s)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqSetPIT2, unsafe.Pointer(&s)); err != nil {
 		return fmt.Errorf("KVM_SET_PIT2: %w", err)
 	}
 	return nil
@@ -103,7 +103,7 @@ func (vm *VM) SetPIT2(s PITState2) error {
 // (chip 0 = master PIC, 1 = slave PIC, 2 = IOAPIC).
 func (vm *VM) IRQChip(chip uint32) (IRQChip, error) {
 	c := IRQChip{ChipID: chip}
-	if _, err := ioctl(vm.fd, reqGetIRQChip, ptr(&c)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqGetIRQChip, unsafe.Pointer(&c)); err != nil {
 		return c, fmt.Errorf("KVM_GET_IRQCHIP %d: %w", chip, err)
 	}
 	return c, nil
@@ -111,7 +111,7 @@ func (vm *VM) IRQChip(chip uint32) (IRQChip, error) {
 
 // SetIRQChip sets the state of an in-kernel interrupt controller.
 func (vm *VM) SetIRQChip(c IRQChip) error {
-	if _, err := ioctl(vm.fd, reqSetIRQChip, ptr(&c)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqSetIRQChip, unsafe.Pointer(&c)); err != nil {
 		return fmt.Errorf("KVM_SET_IRQCHIP %d: %w", c.ChipID, err)
 	}
 	return nil
@@ -124,7 +124,7 @@ func (vm *VM) IRQLine(gsi uint32, high bool) error {
 	if high {
 		l.Level = 1
 	}
-	if _, err := ioctl(vm.fd, reqIRQLine, uintptr(unsafe.Pointer(&l))); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqIRQLine, unsafe.Pointer(&l)); err != nil {
 		return fmt.Errorf("KVM_IRQ_LINE gsi %d: %w", gsi, err)
 	}
 	return nil
@@ -133,7 +133,7 @@ func (vm *VM) IRQLine(gsi uint32, high bool) error {
 // IRQFD makes a write to eventfd fd inject GSI gsi (KVM_IRQFD).
 func (vm *VM) IRQFD(fd int, gsi uint32) error {
 	r := irqfd{FD: uint32(fd), GSI: gsi}
-	if _, err := ioctl(vm.fd, reqIRQFD, ptr(&r)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqIRQFD, unsafe.Pointer(&r)); err != nil {
 		return fmt.Errorf("KVM_IRQFD gsi %d: %w", gsi, err)
 	}
 	return nil
@@ -151,7 +151,7 @@ const (
 // userspace (KVM_IOEVENTFD).
 func (vm *VM) IOEventFD(fd int, addr uint64, length uint32, datamatch uint64, flags uint32) error {
 	r := ioeventfd{Datamatch: datamatch, Addr: addr, Len: length, FD: int32(fd), Flags: flags}
-	if _, err := ioctl(vm.fd, reqIOEventFD, ptr(&r)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqIOEventFD, unsafe.Pointer(&r)); err != nil {
 		return fmt.Errorf("KVM_IOEVENTFD %#x: %w", addr, err)
 	}
 	return nil
@@ -161,7 +161,7 @@ func (vm *VM) IOEventFD(fd int, addr uint64, length uint32, datamatch uint64, fl
 func (vm *VM) EnableCap(cap uint32, args ...uint64) error {
 	c := enableCap{Cap: cap}
 	copy(c.Args[:], args)
-	if _, err := ioctl(vm.fd, reqEnableCap, ptr(&c)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqEnableCap, unsafe.Pointer(&c)); err != nil {
 		return fmt.Errorf("KVM_ENABLE_CAP %s: %w", CapName(int(cap)), err)
 	}
 	return nil
@@ -170,7 +170,7 @@ func (vm *VM) EnableCap(cap uint32, args ...uint64) error {
 // Clock returns the VM's kvmclock (KVM_GET_CLOCK).
 func (vm *VM) Clock() (ClockData, error) {
 	var c ClockData
-	if _, err := ioctl(vm.fd, reqGetClock, ptr(&c)); err != nil {
+	if _, err := ioctlPtr(vm.fd, reqGetClock, unsafe.Pointer(&c)); err != nil {
 		return c, fmt.Errorf("KVM_GET_CLOCK: %w", err)
 	}
 	return c, nil
@@ -178,7 +178,7 @@ func (vm *VM) Clock() (ClockData, error) {
 
 // CreateVCPU creates vCPU id and maps its kvm_run area.
 func (vm *VM) CreateVCPU(id int) (*VCPU, error) {
-	fd, err := ioctl(vm.fd, reqCreateVCPU, uintptr(id))
+	fd, err := ioctlInt(vm.fd, reqCreateVCPU, uintptr(id))
 	if err != nil {
 		return nil, fmt.Errorf("KVM_CREATE_VCPU %d: %w", id, err)
 	}

@@ -96,6 +96,10 @@ type Config struct {
 	// Disks are attached as virtio block devices on PCI, in order: the
 	// guest calls them vda, vdb, ...
 	Disks []Disk
+	// Nets are attached as virtio network devices on PCI, after the
+	// disks, in order: the guest calls them eth0, eth1, ... (or by their
+	// PCI slot, with predictable names).
+	Nets []Net
 }
 
 // Outcome says how a VM ended.
@@ -196,6 +200,11 @@ func New(cfg Config) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
+	taps, err := openNets(cfg.Nets)
+	if err != nil {
+		closeDisks(disks)
+		return nil, err
+	}
 
 	m := &Machine{cfg: cfg, host: detectHost(), done: make(chan struct{})}
 	ready := false
@@ -203,6 +212,7 @@ func New(cfg Config) (*Machine, error) {
 		if !ready {
 			if m.pci == nil {
 				closeDisks(disks)
+				closeTaps(taps)
 			}
 			m.Close()
 		}
@@ -237,7 +247,7 @@ func New(cfg Config) (*Machine, error) {
 		return nil, err
 	}
 	m.createDevices()
-	if err = m.createPCI(disks); err != nil {
+	if err = m.createPCI(disks, taps); err != nil {
 		return nil, err
 	}
 	rsdp, err := m.writeACPI()

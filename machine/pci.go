@@ -13,6 +13,8 @@ import (
 	"github.com/gvmm/gvmm/kvm"
 	"github.com/gvmm/gvmm/virtio/blk"
 	"github.com/gvmm/gvmm/virtio/blk/disk"
+	vnet "github.com/gvmm/gvmm/virtio/net"
+	"github.com/gvmm/gvmm/virtio/net/tap"
 	vpci "github.com/gvmm/gvmm/virtio/pci"
 )
 
@@ -47,6 +49,8 @@ type pciBus struct {
 	root       *pci.Root
 	disks      []*disk.File
 	blks       []*blk.Device
+	taps       []*tap.Tap
+	nets       []*vnet.Device
 	transports []*vpci.Transport
 	msi        *msiRouter
 	intx       []*intxLine
@@ -79,12 +83,12 @@ func closeDisks(ds []*disk.File) {
 
 // createPCI builds the PCI bus with one virtio-blk function per disk, in
 // order from slot 1, so that the guest names them vda, vdb, ...
-func (m *Machine) createPCI(disks []*disk.File) error {
+func (m *Machine) createPCI(disks []*disk.File, taps []*tap.Tap) error {
 	root, err := pci.NewRoot(&m.mmio, pciMemStart, pciMemEnd)
 	if err != nil {
 		return err
 	}
-	b := &pciBus{root: root, disks: disks}
+	b := &pciBus{root: root, disks: disks, taps: taps}
 	m.pci = b
 	if err := m.pio.Insert(root.ConfigIO(), "pci-conf1", pci.ConfigAddressPort, pci.ConfigIOSize); err != nil {
 		return err
@@ -139,7 +143,7 @@ func (m *Machine) createPCI(disks []*disk.File) error {
 		}
 		m.logf("gvmm: disk vd%c: %s on PCI 00:%02x.0, %d queues", 'a'+i, d.Describe(), slot, queues)
 	}
-	return nil
+	return m.addNets(root, ioev, 1+len(disks))
 }
 
 // pciACPI describes the host bridge to the ACPI tables.
@@ -165,6 +169,7 @@ func (b *pciBus) close() {
 		l.close()
 	}
 	closeDisks(b.disks)
+	closeTaps(b.taps)
 }
 
 // BlockRequests returns how many requests each disk completed, and how many

@@ -75,6 +75,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
+		fmt.Fprintf(stderr, "emuhost: %v (try emuhost --help)\n", err)
 		return statusFailed
 	}
 	m, err := emuhost.ParseMode(*mode)
@@ -99,6 +100,12 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
+	}
+	if !*prepare {
+		if _, err := emuhost.FindQEMU(""); err != nil {
+			fmt.Fprintf(stderr, "emuhost: %v\n", err)
+			return statusFailed
+		}
 	}
 	if *cache == "" {
 		*cache = defaultCache()

@@ -38,6 +38,7 @@ type runFlags struct {
 	profile                 string
 	profileHz               int
 	disks                   []string
+	nets                    []string
 }
 
 func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -61,6 +62,7 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.profileHz, "profile-hz", 50, "samples per second per vCPU for --profile")
 	fs.StringVar(&f.kvmDevice, "kvm-device", "/dev/kvm", "KVM device node")
 	fs.StringArrayVar(&f.disks, "disk", nil, diskUsage)
+	fs.StringArrayVar(&f.nets, "net", nil, netUsage)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gvmm run --kernel FILE [flags]\n\nFlags:\n%s\nWith a terminal on stdin, Ctrl-A x quits and Ctrl-A h lists the other keys.\nSIGUSR1 prints live statistics on stderr when --stats is on.\n", fs.FlagUsages())
 	}
@@ -96,6 +98,12 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return statusUsage
 	}
 
+	nets, err := parseNets(f.nets)
+	if err != nil {
+		fmt.Fprintf(stderr, "gvmm: %v\n", err)
+		return statusUsage
+	}
+
 	var log io.Writer
 	if f.verbose {
 		log = stderr
@@ -105,10 +113,10 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Kernel: f.kernel, Initrd: f.initrd, Cmdline: f.cmdline, NoDefaultCmdline: f.noDefaultCmdline,
 		CPUs: f.cpus, Memory: mem, Entry: entry,
 		Console: con.out, ConsoleIn: con.in, Log: log, NoFallback: f.noFallback, KVMDevice: f.kvmDevice,
-		Disks: disks,
+		Disks: disks, Nets: nets,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "gvmm: %v%s\n", oneLine(err), diskHint(err))
+		fmt.Fprintf(stderr, "gvmm: %v%s%s\n", oneLine(err), diskHint(err), netHint(err))
 		return statusUsage
 	}
 	defer m.Close()
@@ -159,6 +167,10 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		total, failed := m.BlockRequests()
 		for i := range total {
 			fmt.Fprintf(log, "gvmm: disk vd%c: %d requests, %d failed\n", 'a'+i, total[i], failed[i])
+		}
+		for i, s := range m.NetStats() {
+			fmt.Fprintf(log, "gvmm: net %d: sent %d frames (%d bytes), %d malformed, %d refused by the tap; received %d frames (%d bytes), %d dropped, %d malformed\n",
+				i, s.TXFrames, s.TXBytes, s.TXMalformed, s.TXErrors, s.RXFrames, s.RXBytes, s.RXDropped, s.RXMalformed)
 		}
 		if kb, err := peakRSS(); err == nil {
 			fmt.Fprintf(log, "gvmm: peak RSS %d MiB\n", kb>>10)

@@ -25,6 +25,17 @@
 #   root    mount /dev/vda (ext4) and switch_root to its /init (for kernels
 #           whose virtio_blk is a module loaded from the initramfs)
 #   blkbench /bin/blkbench's measurements of /dev/vdb (GUEST-BENCH lines)
+#   netup   bring eth0 up with address NETIP (default 10.0.2.15/24):
+#           GUEST-NET-UP <mac> <address>
+#   ping    ping NETPEER (default 10.0.2.1) until it answers (30 tries):
+#           GUEST-NET-PING <peer> ok
+#   netsend NETSIZE MiB (default 8) of random bytes to NETPEER:NETPORT (default
+#           5000) with nc: GUEST-NET-SEND-SUM <md5>, then GUEST-NET-SENT
+#   netrecv listen on NETPORT+1 with nc (GUEST-NET-LISTEN <port> first), then
+#           GUEST-NET-RECV-SUM <md5> <bytes> of what arrived
+#   netbench NETSIZE MiB of zeros to NETPEER:NETPORT with nc: GUEST-NET-BENCH-DONE
+# netup, ping, netsend, netrecv and netbench take NETIP, NETPEER, NETPORT and
+# NETSIZE from netip=, netpeer=, netport= and netsize= on the command line.
 # Verdict bits added here: 8 a test failed, 16 an unknown test.
 
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -41,8 +52,18 @@ fi
 BLKBENCH=
 read -r cmdline < /proc/cmdline
 for arg in $cmdline; do
-    case $arg in blkbench=*) BLKBENCH=${arg#blkbench=} ;; esac
+    case $arg in
+        blkbench=*) BLKBENCH=${arg#blkbench=} ;;
+        netip=*) NETIP=${arg#netip=} ;;
+        netpeer=*) NETPEER=${arg#netpeer=} ;;
+        netport=*) NETPORT=${arg#netport=} ;;
+        netsize=*) NETSIZE=${arg#netsize=} ;;
+    esac
 done
+NETIP=${NETIP:-10.0.2.15/24}
+NETPEER=${NETPEER:-10.0.2.1}
+NETPORT=${NETPORT:-5000}
+NETSIZE=${NETSIZE:-8}
 
 test_blk() {
     # virtio_blk probes synchronously when its module loads, but allow a
@@ -135,6 +156,58 @@ test_net() {
     ip link
 }
 
+test_netup() {
+    i=0
+    while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ -e /sys/class/net/eth0 ] || { echo "GUEST-NET-FAIL no eth0"; return 1; }
+    ip link set lo up
+    ip addr add "$NETIP" dev eth0 || { echo "GUEST-NET-FAIL ip addr add $NETIP"; return 1; }
+    ip link set eth0 up || { echo "GUEST-NET-FAIL ip link set eth0 up"; return 1; }
+    read -r mac < /sys/class/net/eth0/address
+    echo "GUEST-NET-UP $mac $NETIP"
+}
+
+test_ping() {
+    i=0
+    while [ $i -lt 30 ]; do
+        if ping -c 1 -W 2 "$NETPEER" > /dev/null 2>&1; then
+            echo "GUEST-NET-PING $NETPEER ok"
+            return 0
+        fi
+        i=$((i + 1))
+    done
+    echo "GUEST-NET-FAIL ping $NETPEER"
+    return 1
+}
+
+test_netsend() {
+    dd if=/dev/urandom of=/tmp/netsend bs=1M count="$NETSIZE" 2>/dev/null || { echo "GUEST-NET-FAIL dd"; return 1; }
+    md5=$(md5sum /tmp/netsend)
+    echo "GUEST-NET-SEND-SUM ${md5%% *}"
+    nc "$NETPEER" "$NETPORT" < /tmp/netsend > /dev/null || { echo "GUEST-NET-FAIL nc $NETPEER $NETPORT"; return 1; }
+    rm -f /tmp/netsend
+    echo "GUEST-NET-SENT"
+}
+
+test_netrecv() {
+    port=$((NETPORT + 1))
+    echo "GUEST-NET-LISTEN $port"
+    nc -l -p "$port" < /dev/null > /tmp/netrecv || { echo "GUEST-NET-FAIL nc -l $port"; return 1; }
+    md5=$(md5sum /tmp/netrecv)
+    size=$(wc -c < /tmp/netrecv)
+    rm -f /tmp/netrecv
+    echo "GUEST-NET-RECV-SUM ${md5%% *} $size"
+}
+
+test_netbench() {
+    dd if=/dev/zero bs=64k count=$((NETSIZE * 16)) 2>/dev/null | nc "$NETPEER" "$NETPORT" > /dev/null ||
+        { echo "GUEST-NET-FAIL nc $NETPEER $NETPORT"; return 1; }
+    echo "GUEST-NET-BENCH-DONE"
+}
+
 test_virtio() {
     for d in /sys/bus/virtio/devices/*; do
         [ -e "$d" ] || continue
@@ -167,6 +240,11 @@ for t in "$@"; do
         blkdiscard) test_blkdiscard || verdict=$((verdict | 8)) ;;
         root)   test_root || verdict=$((verdict | 8)) ;;
         blkbench) test_blkbench || verdict=$((verdict | 8)) ;;
+        netup)  test_netup || verdict=$((verdict | 8)) ;;
+        ping)   test_ping || verdict=$((verdict | 8)) ;;
+        netsend) test_netsend || verdict=$((verdict | 8)) ;;
+        netrecv) test_netrecv || verdict=$((verdict | 8)) ;;
+        netbench) test_netbench || verdict=$((verdict | 8)) ;;
         *)      echo "GUEST-TEST-UNKNOWN $t"; verdict=$((verdict | 16)) ;;
     esac
 done

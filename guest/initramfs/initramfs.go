@@ -72,6 +72,22 @@ type Spec struct {
 	KeepSignatures bool
 	// MTime is the modification time of every entry (seconds since 1970).
 	MTime uint64
+	// Files are more regular files for the image, such as the programs
+	// and configuration of a vmtest guest. Their parent directories are
+	// created as needed.
+	Files []File
+}
+
+// File is one more file of an image.
+type File struct {
+	// Name is the path in the image, relative and slash separated
+	// ("bin/hello").
+	Name string
+	// Host is the host file to store; Data is used when Host is empty.
+	Host string
+	Data []byte
+	// Mode holds the permission bits (0644 when zero).
+	Mode uint64
 }
 
 // Result describes a built image.
@@ -207,6 +223,12 @@ func Build(w io.Writer, s Spec) (Result, error) {
 		}
 	}
 
+	for _, f := range s.Files {
+		if err := addExtra(recs, add, f); err != nil {
+			return res, err
+		}
+	}
+
 	// Sorted by name, every directory comes before what it contains (a
 	// parent's name is a prefix of its children's), as the kernel needs.
 	names := make([]string, 0, len(recs))
@@ -329,4 +351,33 @@ func CheckStatic(name string) error {
 		return fmt.Errorf("%s: needs shared libraries %v", name, libs)
 	}
 	return nil
+}
+
+// addExtra stores one of Spec.Files, creating its missing parent
+// directories.
+func addExtra(recs map[string]cpio.Record, add func(cpio.Record) error, f File) error {
+	name := path.Clean(f.Name)
+	if f.Name == "" || path.IsAbs(name) || name == "." || name == ".." || strings.HasPrefix(name, "../") {
+		return fmt.Errorf("initramfs: file name %q is not a relative path inside the image", f.Name)
+	}
+	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		r, ok := recs[dir]
+		if !ok {
+			if err := add(cpio.Directory(dir, 0o755)); err != nil {
+				return err
+			}
+			continue
+		}
+		if r.Mode&cpio.S_IFMT != cpio.S_IFDIR {
+			return fmt.Errorf("initramfs: %s: parent %s is not a directory", name, dir)
+		}
+	}
+	mode := f.Mode &^ cpio.S_IFMT
+	if mode == 0 {
+		mode = 0o644
+	}
+	if f.Host != "" {
+		return addFile(add, name, f.Host, mode)
+	}
+	return add(cpio.StaticRecord(f.Data, cpio.Info{Name: name, Mode: cpio.S_IFREG | mode}))
 }

@@ -347,6 +347,64 @@ func TestCheckStatic(t *testing.T) {
 	}
 }
 
+func TestBuildFiles(t *testing.T) {
+	f := newFixture(t)
+	host := filepath.Join(f.dir, "hello")
+	require.NoError(t, os.WriteFile(host, []byte("hello program"), 0o700))
+	archive, _ := buildBytes(t, Spec{Init: f.spec.Init, Files: []File{
+		{Name: "vmtest/bin/hello", Host: host, Mode: 0o755},
+		{Name: "vmtest/config.json", Data: []byte(`{"args":["/vmtest/bin/hello"]}`)},
+		{Name: "bin/tool", Data: []byte("x"), Mode: 0o755}, // bin exists already
+	}})
+	got := map[string]cpio.Record{}
+	for _, r := range readBack(t, archive) {
+		got[r.Name] = r
+	}
+	tests := []struct {
+		name string
+		mode uint64
+		data string
+	}{
+		{"vmtest", cpio.S_IFDIR | 0o755, ""},
+		{"vmtest/bin", cpio.S_IFDIR | 0o755, ""},
+		{"vmtest/bin/hello", cpio.S_IFREG | 0o755, "hello program"},
+		{"vmtest/config.json", cpio.S_IFREG | 0o644, `{"args":["/vmtest/bin/hello"]}`},
+		{"bin/tool", cpio.S_IFREG | 0o755, "x"},
+	}
+	for _, tt := range tests {
+		r, ok := got[tt.name]
+		if !assert.True(t, ok, "%s missing", tt.name) {
+			continue
+		}
+		assert.Equal(t, tt.mode, r.Mode, tt.name)
+		if tt.data != "" {
+			assert.Equal(t, tt.data, string(content(t, r)), tt.name)
+		}
+	}
+}
+
+func TestBuildFilesErrors(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name string
+		file File
+		want string
+	}{
+		{"absolute", File{Name: "/etc/passwd", Data: []byte("x")}, "not a relative path"},
+		{"escapes", File{Name: "a/../../x", Data: []byte("x")}, "not a relative path"},
+		{"empty", File{Data: []byte("x")}, "not a relative path"},
+		{"duplicate", File{Name: "init", Data: []byte("x")}, "added twice"},
+		{"parent is a file", File{Name: "init/x", Data: []byte("x")}, "not a directory"},
+		{"missing host file", File{Name: "x", Host: filepath.Join(f.dir, "missing")}, "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Build(io.Discard, Spec{Init: f.spec.Init, Files: []File{tt.file}})
+			assert.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
 func TestWithDependencies(t *testing.T) {
 	dir := t.TempDir()
 	mods := map[string][]string{

@@ -1,0 +1,34 @@
+# net.mk: the virtio-net tests and benchmarks. Included by the top-level
+# Makefile (after its variables: GO, EMUHOST, TESTBIN, OUT).
+#
+#   make test-net        the network boots: TCP both ways, a bridge, bad --net
+#                        input (network namespaces in the emulated KVM host)
+#   make bench-net       the in-process benchmarks: frames through the real
+#                        transmit and receive code and a tap, against plain
+#                        writev/readv on the same descriptor (needs root and
+#                        /dev/net/tun, not KVM: runs here)
+#   make bench-net-qemu  guest-to-host TCP through a tap, gvmm against QEMU's
+#                        virtio-net-pci (vhost=off), interleaved, in the emulated
+#                        KVM host; NET_MIB (64) MiB per run, NET_ROUNDS (2) rounds
+
+NET_MIB    ?= 64
+NET_ROUNDS ?= 2
+
+.PHONY: test-net bench-net bench-net-qemu
+
+test-net: build guest
+	@mkdir -p $(OUT) $(TESTBIN)
+	$(GO) test -c -o $(TESTBIN)/tests.test ./tests
+	rm -f $(OUT)/net.log
+	GVMM_BIN=$(CURDIR)/bin/gvmm GVMM_BOOT_TESTS=$${GVMM_BOOT_TESTS:-ci} \
+	  TESTFLAGS='-test.run ^TestNet -test.timeout 60m' \
+	  $(EMUHOST) -- .ci/run-tests $(OUT)/net.log $(TESTBIN)/tests.test | grep -E '^(ok|FAIL|\s+--- |--- )'
+
+bench-net:
+	$(GO) test -run '^$$' -bench . -benchtime 50000x -count 3 ./virtio/net/tap
+
+bench-net-qemu: build guest
+	@mkdir -p $(OUT) $(TESTBIN)
+	$(GO) test -c -o $(TESTBIN)/tests.test ./tests
+	cd tests && GVMM_BIN=$(CURDIR)/bin/gvmm GVMM_BOOT_TESTS=ci GVMM_NET_MIB=$(NET_MIB) GVMM_NET_ROUNDS=$(NET_ROUNDS) \
+	  $(EMUHOST) -- $(TESTBIN)/tests.test -test.run '^$$' -test.bench TCPvsQEMU -test.benchtime 1x -test.v -test.timeout 120m
