@@ -99,7 +99,7 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Console: con.out, ConsoleIn: con.in, Log: log, NoFallback: f.noFallback, KVMDevice: f.kvmDevice,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "gvmm: %v\n", oneLine(err))
+		fmt.Fprintf(stderr, "gvmm: %s%v\n", flagOf(err), oneLine(err))
 		return statusUsage
 	}
 	defer m.Close()
@@ -195,6 +195,19 @@ func peakRSS() (uint64, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM in /proc/self/status")
+}
+
+// configFlags names the flag behind each machine.Config field that
+// machine.New can refuse.
+var configFlags = map[string]string{"CPUs": "--cpus", "Memory": "--memory"}
+
+// flagOf returns "--flag: " for an error in a value that came from a flag.
+func flagOf(err error) string {
+	var ce *machine.ConfigError
+	if errors.As(err, &ce) && configFlags[ce.Field] != "" {
+		return configFlags[ce.Field] + ": "
+	}
+	return ""
 }
 
 // oneLine keeps an error message to one line.
