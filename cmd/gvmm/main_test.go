@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gvmm/gvmm/boot/boottest"
-	"github.com/gvmm/gvmm/kvm"
+	"github.com/gvmm/gvmm/kvm/kvmtest"
 	"github.com/gvmm/gvmm/machine"
 )
 
@@ -48,7 +48,6 @@ func TestBadInput(t *testing.T) {
 	f.Close()
 
 	prof := write(t, "guest.prof", []byte("gvmm-profile 1\n0 0xffffffff81000010 3\n"))
-	kvmOK, _ := kvm.Available()
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -80,8 +79,10 @@ func TestBadInput(t *testing.T) {
 		{"profile bad symbols", []string{"profile", "-s", notKernel, prof}, "no text symbols", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.needKVM && !kvmOK {
-				t.Skip("KVM tests skipped: this case reaches KVM setup and /dev/kvm is unavailable")
+			if tc.needKVM {
+				// The case reaches KVM setup: it runs where KVM works
+				// (the KVM phase of make test).
+				kvmtest.SkipIfUnavailable(t)
 			}
 			var stdout, stderr bytes.Buffer
 			status := run(tc.args, strings.NewReader(""), &stdout, &stderr)
