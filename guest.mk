@@ -11,7 +11,8 @@
 # Variables
 #   GUEST_DIR                      cache folder (default .cache/guest, git-ignored)
 #   SHARED_GUEST                   ready guests to copy instead of fetching (default
-#                                  /work/shared/guest; ignored when missing; empty: never)
+#                                  ../shared/guest next to the repository; ignored when
+#                                  missing; empty: never)
 #   GUEST_CC                       C compiler for /init (default gcc)
 #   GUEST_GO                       Go toolchain (default: $(GO) or go)
 #   GUEST_DEBIAN_KERNEL_META       metapackage naming the Debian kernel (linux-image-cloud-amd64)
@@ -27,7 +28,7 @@ GUEST_ROOT := $(patsubst %/,%,$(abspath $(dir $(lastword $(MAKEFILE_LIST)))))
 GUEST_PREV_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 
 GUEST_DIR ?= $(GUEST_ROOT)/.cache/guest
-SHARED_GUEST ?= /work/shared/guest
+SHARED_GUEST ?= $(abspath $(GUEST_ROOT)/../shared/guest)
 GUEST_CC ?= gcc
 GUEST_GO ?= $(or $(GO),go)
 GUEST_DEBIAN_KERNEL_META ?= linux-image-cloud-amd64

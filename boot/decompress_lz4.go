@@ -58,7 +58,7 @@ func decodeLZ4Legacy(src []byte, out *outputBuffer) error {
 					return errOutputFull
 				}
 			}
-			return fmt.Errorf("block at offset %d: %v", p-4, err)
+			return fmt.Errorf("block at offset %d: %w", p-4, err)
 		}
 		out.commit(k)
 		p += int(n)

@@ -281,7 +281,7 @@ func planKernel(k *kernelImage, want EntryMode, s *Setup) (*kernelPlan, error) {
 		}
 		p, perr := protocolPlan(z)
 		if perr != nil {
-			return nil, fmt.Errorf("bzImage: %w; and the in-guest decompressor cannot be used either: %v", err, perr)
+			return nil, fmt.Errorf("bzImage: %w; and the in-guest decompressor cannot be used either: %w", err, perr)
 		}
 		s.Fallback = err.Error()
 		return p, nil

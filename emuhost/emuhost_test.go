@@ -44,8 +44,8 @@ func TestMode(t *testing.T) {
 func TestScript(t *testing.T) {
 	env := []string{"HOME=/root", "WEIRD=it's $x", "1BAD=x", "PWD=/elsewhere", "TMPDIR=/var/tmp",
 		"GVMM_EMULATED_HOST=always", "noequals", "A-B=dash"}
-	s := Script("/work/my repo", env, []string{"go", "test", "-run", "Test'X"}, nil)
-	assert.Contains(t, s, "cd '/work/my repo' || exit 125\n")
+	s := Script("/src/my repo", env, []string{"go", "test", "-run", "Test'X"}, nil)
+	assert.Contains(t, s, "cd '/src/my repo' || exit 125\n")
 	assert.Contains(t, s, "export WEIRD='it'\\''s $x'\n")
 	assert.Contains(t, s, "export HOME='/root'\n")
 	assert.Contains(t, s, "export TMPDIR='/var/tmp'\n", "a caller's TMPDIR is kept")

@@ -106,19 +106,3 @@ func (r *RunData) SetMSRResult(failed bool, data uint64) {
 	}
 	binary.LittleEndian.PutUint64(e[16:], data)
 }
-
-// Guest debug control flags (KVM_GUESTDBG_*).
-const (
-	GuestDebugEnable     = 1 << 0
-	GuestDebugSingleStep = 1 << 1
-	GuestDebugUseSWBP    = 1 << 16
-	GuestDebugUseHWBP    = 1 << 17
-)
-
-// Debug decodes the debug member (KVM_EXIT_DEBUG, struct kvm_debug_exit_arch
-// on x86): the exception vector, the guest RIP, DR6 and DR7.
-func (r *RunData) Debug() (exception uint32, pc, dr6, dr7 uint64) {
-	e := &r.Exit
-	return binary.LittleEndian.Uint32(e[0:]), binary.LittleEndian.Uint64(e[8:]),
-		binary.LittleEndian.Uint64(e[16:]), binary.LittleEndian.Uint64(e[24:])
-}

@@ -41,14 +41,14 @@ func OpenPath(path string) (*System, error) {
 		case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 			return nil, fmt.Errorf("%w: no permission to open %s (add the user to the kvm group)", ErrNoKVM, path)
 		default:
-			return nil, fmt.Errorf("%w: open %s: %v", ErrNoKVM, path, err)
+			return nil, fmt.Errorf("%w: open %s: %w", ErrNoKVM, path, err)
 		}
 	}
 	s := &System{fd: fd}
 	v, err := ioctlInt(fd, reqGetAPIVersion, 0)
 	if err != nil {
 		s.Close()
-		return nil, fmt.Errorf("%w: KVM_GET_API_VERSION on %s: %v", ErrNoKVM, path, err)
+		return nil, fmt.Errorf("%w: KVM_GET_API_VERSION on %s: %w", ErrNoKVM, path, err)
 	}
 	if v != APIVersion {
 		s.Close()
@@ -89,18 +89,29 @@ func (s *System) Close() error {
 	}
 	err := unix.Close(s.fd)
 	s.fd = -1
-	return err
+	if err != nil {
+		return fmt.Errorf("close %s: %w", DevicePath, err)
+	}
+	return nil
 }
 
 // CheckExtension returns KVM_CHECK_EXTENSION of cap on the system fd: 0 when
 // unsupported, otherwise 1 or a capability-specific value.
 func (s *System) CheckExtension(cap int) (int, error) {
-	return ioctlInt(s.fd, reqCheckExtension, uintptr(cap))
+	n, err := ioctlInt(s.fd, reqCheckExtension, uintptr(cap))
+	if err != nil {
+		return n, fmt.Errorf("KVM_CHECK_EXTENSION %s: %w", CapName(cap), err)
+	}
+	return n, nil
 }
 
 // VCPUMmapSize returns the size of the area to mmap from each vCPU fd.
 func (s *System) VCPUMmapSize() (int, error) {
-	return ioctlInt(s.fd, reqGetVCPUMmapSize, 0)
+	n, err := ioctlInt(s.fd, reqGetVCPUMmapSize, 0)
+	if err != nil {
+		return n, fmt.Errorf("KVM_GET_VCPU_MMAP_SIZE: %w", err)
+	}
+	return n, nil
 }
 
 // MaxVCPUs returns the largest vCPU count KVM allows in one VM
@@ -154,7 +165,7 @@ func (s *System) CreateVM() (*VM, error) {
 	mmapSize, err := s.VCPUMmapSize()
 	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("KVM_GET_VCPU_MMAP_SIZE: %w", err)
+		return nil, err
 	}
 	return &VM{fd: fd, vcpuMmapSize: mmapSize}, nil
 }

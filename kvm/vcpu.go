@@ -35,21 +35,24 @@ func (v *VCPU) Close() error {
 	if v.fd < 0 {
 		return nil
 	}
-	var err error
+	var errs []error
 	if v.mmap != nil {
-		err = unix.Munmap(v.mmap)
+		if err := unix.Munmap(v.mmap); err != nil {
+			errs = append(errs, fmt.Errorf("unmap vCPU %d run area: %w", v.id, err))
+		}
 		v.mmap, v.run = nil, nil
 	}
-	if e := unix.Close(v.fd); err == nil {
-		err = e
+	if err := unix.Close(v.fd); err != nil {
+		errs = append(errs, fmt.Errorf("close vCPU %d: %w", v.id, err))
 	}
 	v.fd = -1
-	return err
+	return errors.Join(errs...)
 }
 
 // Run enters the guest (KVM_RUN) until the next exit to userspace. It returns
 // unix.EINTR when a signal interrupted it (Go's preemption signal does this
-// routinely, and so does a kick); callers retry. It allocates nothing.
+// routinely, and so does a kick); callers retry. It allocates nothing, so
+// its errors are the bare errno: the exit loop wraps them.
 func (v *VCPU) Run() error {
 	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(v.fd), reqRun, 0)
 	if errno != 0 {

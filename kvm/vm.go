@@ -25,12 +25,19 @@ func (vm *VM) Close() error {
 	}
 	err := unix.Close(vm.fd)
 	vm.fd = -1
-	return err
+	if err != nil {
+		return fmt.Errorf("close the VM fd: %w", err)
+	}
+	return nil
 }
 
 // CheckExtension is KVM_CHECK_EXTENSION on the VM fd (KVM_CAP_CHECK_EXTENSION_VM).
 func (vm *VM) CheckExtension(cap int) (int, error) {
-	return ioctlInt(vm.fd, reqCheckExtension, uintptr(cap))
+	n, err := ioctlInt(vm.fd, reqCheckExtension, uintptr(cap))
+	if err != nil {
+		return n, fmt.Errorf("KVM_CHECK_EXTENSION %s on the VM: %w", CapName(cap), err)
+	}
+	return n, nil
 }
 
 // SetUserMemoryRegion installs, moves or deletes (size 0) a memory slot.

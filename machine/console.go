@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"errors"
 	"io"
 	"sync"
 	"time"
@@ -27,6 +28,11 @@ type batchWriter struct {
 	closing bool
 	noWait  bool // set when the VM ends: vCPU threads must not wait any more
 	err     error
+	// drain bounds how long Close waits for the destination.
+	drain time.Duration
+	// stuck is set when Close gave up on a destination that did not
+	// return from Write within drain.
+	stuck bool
 }
 
 // release stops Write from waiting for a slow destination, so that vCPU
@@ -49,10 +55,16 @@ const (
 	// batchMax is how far the destination may fall behind before Write
 	// waits for it.
 	batchMax = 8 << 20
+	// defaultDrain is how long Close waits for the destination to take
+	// what is left (Config.ConsoleDrain).
+	defaultDrain = 10 * time.Second
 )
 
+// errStuck says the destination did not take the console output in time.
+var errStuck = errors.New("the console writer did not take the output in time; the rest is lost")
+
 func newBatchWriter(dst io.Writer) *batchWriter {
-	w := &batchWriter{dst: dst, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w := &batchWriter{dst: dst, wake: make(chan struct{}, 1), done: make(chan struct{}), drain: defaultDrain}
 	w.drained = sync.NewCond(&w.mu)
 	go w.loop()
 	return w
@@ -126,19 +138,34 @@ func (w *batchWriter) flush() {
 	w.mu.Unlock()
 }
 
-// Close writes everything still buffered and stops the flusher. Output
-// written after Close is written directly.
+// Close writes everything still buffered and stops the flusher, waiting
+// at most drain for the destination: a destination that has not returned
+// from Write by then is abandoned (its goroutine stays blocked in Write)
+// and Close reports errStuck, now and on every later call. Output written
+// after Close is written directly.
 func (w *batchWriter) Close() error {
 	w.mu.Lock()
 	if w.closing {
-		w.mu.Unlock()
+		defer w.mu.Unlock()
+		if w.stuck {
+			return errStuck
+		}
 		return w.err
 	}
 	w.closing = true
 	w.drained.Broadcast()
 	w.mu.Unlock()
 	w.signal()
-	<-w.done
+	t := time.NewTimer(w.drain)
+	defer t.Stop()
+	select {
+	case <-w.done:
+	case <-t.C:
+		w.mu.Lock()
+		w.stuck = true
+		w.mu.Unlock()
+		return errStuck
+	}
 	w.flush()
 	w.mu.Lock()
 	defer w.mu.Unlock()

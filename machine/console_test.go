@@ -114,3 +114,25 @@ func TestBatchWriterBounded(t *testing.T) {
 	require.NoError(t, w.Close())
 	assert.Equal(t, 32<<20, dst.n, "nothing lost")
 }
+
+// stuckWriter never returns from Write until released.
+type stuckWriter struct{ release chan struct{} }
+
+func (s stuckWriter) Write(p []byte) (int, error) {
+	<-s.release
+	return len(p), nil
+}
+
+// TestBatchWriterStuckDestination checks that Close gives up on a
+// destination that does not take the output, after its drain time, and
+// says so, then and on later calls.
+func TestBatchWriterStuckDestination(t *testing.T) {
+	dst := stuckWriter{release: make(chan struct{})}
+	defer close(dst.release)
+	w := newBatchWriter(dst)
+	w.drain = 50 * time.Millisecond
+	_, err := w.Write([]byte("lost\n"))
+	require.NoError(t, err)
+	assert.ErrorIs(t, w.Close(), errStuck)
+	assert.ErrorIs(t, w.Close(), errStuck, "a second Close does not wait again")
+}

@@ -30,13 +30,9 @@ func (e *emulator) WriteMSR(cpu *kvm.VCPU, index uint32, value uint64) (bool, er
 	return ok, err
 }
 
-func (e *emulator) Debug(cpu *kvm.VCPU, pc uint64) (uint8, bool, error) {
-	mine, completed, err := e.traps[cpu.ID()].Debug(cpu, e.mem, pc)
-	if !completed {
-		// A step over a breakpoint, or a genuine page fault passing by.
-		return uint8(fallback.OpSyscallStep), mine, err
-	}
-	return uint8(fallback.OpSyscall), mine, err
+func (e *emulator) Debug(cpu *kvm.VCPU, d kvm.DebugExit) (uint8, bool, error) {
+	op, err := e.traps[cpu.ID()].Debug(cpu, e.mem, d)
+	return uint8(op), true, err
 }
 
 func (e *emulator) Emulate(cpu *kvm.VCPU, insn []byte) (uint8, error) {
@@ -69,6 +65,15 @@ func (e *emulator) Unstick(cpu *kvm.VCPU) (uint8, bool, error) {
 
 func (e *emulator) Describe(cpu *kvm.VCPU, insn []byte) string {
 	return fallback.Describe(cpu, e.mem, insn)
+}
+
+// describer renders the vCPU state in reports of unhandled exits, on every
+// host (fallback.Describe: mode, RIP, instruction bytes and disassembly,
+// registers).
+type describer struct{ mem *memory.Guest }
+
+func (d describer) Describe(cpu *kvm.VCPU, insn []byte) string {
+	return fallback.Describe(cpu, d.mem, insn)
 }
 
 // opName names a fallback op for results and statistics.

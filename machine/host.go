@@ -1,7 +1,9 @@
 package machine
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/gvmm/gvmm/kvm"
@@ -24,14 +26,69 @@ type Host struct {
 	Forced []cpuid.Feature
 }
 
-// pvmModule exists when the kvm_pvm backend provides /dev/kvm.
-const pvmModule = "/sys/module/kvm_pvm"
+// sysModules is where Linux lists its loaded modules (and built-in ones
+// with parameters); kvm_pvm is there when that backend provides /dev/kvm.
+const sysModules = "/sys/module"
 
-func detectHost() Host {
-	if _, err := os.Stat(pvmModule); err == nil {
+// detectHost describes the host from its module list under modules
+// (sysModules, or a fake one in tests).
+func detectHost(modules string) Host {
+	if _, err := os.Stat(filepath.Join(modules, "kvm_pvm")); err == nil {
 		return Host{Backend: "kvm_pvm", EmulatesKernel: true}
 	}
 	return Host{Backend: "kvm"}
+}
+
+// adaptations are gvmm's workarounds for a host whose KVM emulates guest
+// kernel code (kvm_pvm, docs/nested-kvm.md). Each costs something where it
+// is not needed (the watchdog kicks idle vCPUs, the SYSCALL trap costs
+// exits, the fallback would paper over emulation failures that elsewhere
+// mean a bug in the guest or in KVM), so other hosts get none of them.
+type adaptations struct {
+	// hide lists the CPUID features hidden from the guest.
+	hide []cpuid.Feature
+	// fallback handles emulation failures (KVM_EXIT_INTERNAL_ERROR) with
+	// the instruction fallback; without it they end the VM with a report.
+	fallback bool
+	// watchdog probes vCPUs that have not exited for a while, for hangs
+	// the fallback knows (the clock-pairing hypercall).
+	watchdog bool
+	// syscallTrap completes the guest's SYSCALLs (fallback.SyscallTrap).
+	syscallTrap bool
+	// tuning adds the kernel parameters that spare an emulated kernel
+	// work (cmdlineParams).
+	tuning bool
+}
+
+// adaptations returns what gvmm changes for this host. noFallback (gvmm
+// run --no-fallback) turns off the fallback and what depends on it: the
+// watchdog and the SYSCALL trap.
+func (h Host) adaptations(noFallback bool) adaptations {
+	if !h.EmulatesKernel {
+		return adaptations{}
+	}
+	return adaptations{hide: emulatorHides, fallback: !noFallback, watchdog: !noFallback,
+		syscallTrap: !noFallback, tuning: true}
+}
+
+// String lists the adaptations for gvmm's -v notes.
+func (a adaptations) String() string {
+	var on []string
+	if len(a.hide) > 0 {
+		on = append(on, fmt.Sprintf("%d CPUID features hidden", len(a.hide)))
+	}
+	for _, x := range []struct {
+		on   bool
+		name string
+	}{{a.fallback, "instruction fallback"}, {a.watchdog, "hang watchdog"}, {a.syscallTrap, "SYSCALL trap"}, {a.tuning, "kernel parameters"}} {
+		if x.on {
+			on = append(on, x.name)
+		}
+	}
+	if len(on) == 0 {
+		return "none"
+	}
+	return strings.Join(on, ", ")
 }
 
 // emulatorHides are the features whose instructions kvm_pvm's emulator
@@ -51,14 +108,6 @@ var emulatorHides = []cpuid.Feature{
 	cpuid.AES, cpuid.F16C, cpuid.SHA, cpuid.GFNI, cpuid.VAES, cpuid.VPCLMULQDQ,
 }
 
-// hides returns the features to remove from the guest's CPUID.
-func (h Host) hides() []cpuid.Feature {
-	if h.EmulatesKernel {
-		return emulatorHides
-	}
-	return nil
-}
-
 // forcedFeatures returns the hidden features that are still set in the
 // table KVM reads back.
 func forcedFeatures(readBack []kvm.CPUIDEntry, hidden []cpuid.Feature) []cpuid.Feature {
@@ -72,22 +121,22 @@ func forcedFeatures(readBack []kvm.CPUIDEntry, hidden []cpuid.Feature) []cpuid.F
 }
 
 // cmdlineParams returns the kernel parameters that keep the guest off what
-// the host cannot do: `clearcpuid=` with the forced features' names (Linux
-// 5.19 and later take names; `noxsave` is gone from 6.1, whose kernel
-// reports it as an unknown parameter and hands it to init). On emulating
-// hosts, RCU stall warnings and the lockup watchdogs are also turned off,
-// since every kernel instruction there is about 1000 times slower and the
-// warnings (and the backtraces they print through the slow console) would
-// only slow the guest further.
-func (h Host) cmdlineParams() []string {
+// the host cannot do: `clearcpuid=` with the names of the hidden features
+// the host forced back (Linux 5.19 and later take names; `noxsave` is gone
+// from 6.1, whose kernel reports it as an unknown parameter and hands it to
+// init). With tuning (emulating hosts), RCU stall warnings and the lockup
+// watchdogs are also turned off, since every kernel instruction there is
+// about 1000 times slower and the warnings (and the backtraces they print
+// through the slow console) would only slow the guest further.
+func (a adaptations) cmdlineParams(forced []cpuid.Feature) []string {
 	var out, clear []string
-	for _, f := range h.Forced {
+	for _, f := range forced {
 		clear = append(clear, f.Name)
 	}
 	if len(clear) > 0 {
 		out = append(out, "clearcpuid="+strings.Join(clear, ","))
 	}
-	if h.EmulatesKernel {
+	if a.tuning {
 		// The soft-lockup watchdog fires for the same reason and prints
 		// backtraces through the slow console (26 s "stuck" in a Debian
 		// kernel's ftrace record check here).

@@ -18,7 +18,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gvmm/gvmm/boot"
@@ -81,10 +80,26 @@ type Config struct {
 	Memory uint64
 	// Entry selects how the kernel is entered (boot.Auto by default).
 	Entry boot.EntryMode
-	// Console receives the guest's serial output; nil discards it.
+	// Console receives the guest's serial output; nil discards it. Writes
+	// happen on a goroutine of their own, in batches; a Console that
+	// stops taking output holds up neither the guest nor Run for longer
+	// than ConsoleDrain.
 	Console io.Writer
+	// ConsoleDrain bounds how long Run, once the VM has ended, waits for
+	// Console to take the output still buffered; 0 means 10 s. If Console
+	// has not taken it by then, Run returns anyway with Result.Err saying
+	// so, and the goroutine stuck in Console.Write is left to it.
+	ConsoleDrain time.Duration
 	// ConsoleIn feeds the guest's serial input; nil sends nothing. EOF
-	// stops the feeding, not the guest.
+	// stops the feeding, not the guest. It is read on one goroutine, and
+	// when Run returns no Read of it is in progress and none will start,
+	// if ConsoleIn never blocks (a strings.Reader), can be interrupted
+	// with SetReadDeadline (an *os.File of a pipe or of a terminal in
+	// non-blocking mode, a net.Conn), or has a file descriptor that
+	// poll(2) can watch (Fd(): an *os.File in blocking mode such as
+	// os.Stdin). Any other reader that blocks (an io.Pipe) is abandoned
+	// when Run returns: the Read in progress is left to finish, and what
+	// it returns is dropped.
 	ConsoleIn io.Reader
 	// Log receives gvmm's own notes (host adaptations, timings); nil
 	// discards them.
@@ -141,10 +156,23 @@ type Result struct {
 	Started, Ended time.Time
 }
 
-// Machine is a VM ready to run.
+// ConfigError is a Config value out of range: a vCPU count or memory size
+// the machine or the host cannot give.
+type ConfigError struct {
+	// Field names the Config field: "CPUs" or "Memory".
+	Field string
+	// Msg says what is wrong with it.
+	Msg string
+}
+
+func (e *ConfigError) Error() string { return e.Msg }
+
+// Machine is a VM ready to run. Its methods are safe to call from any
+// goroutine: Stop and Close in particular may be called while Run runs.
 type Machine struct {
 	cfg     Config
 	host    Host
+	adapt   adaptations
 	sys     *kvm.System
 	vm      *kvm.VM
 	mem     *memory.Guest
@@ -160,12 +188,19 @@ type Machine struct {
 	emu     vcpu.Emulator
 
 	hooks Hooks
-	vcpus []*vcpu.VCPU
 
-	endOnce sync.Once
-	done    chan struct{}
-	result  Result
-	running atomic.Bool
+	// mu guards the lifecycle: vcpus (created by Run), whether the VM has
+	// ended (finish), whether Run has started and finished, and Close.
+	mu      sync.Mutex
+	vcpus   []*vcpu.VCPU
+	ended   bool
+	started bool
+	closed  bool
+	// runDone is closed when Run returns; Close waits for it.
+	runDone chan struct{}
+	// done is closed when the VM ends, with result's outcome set.
+	done   chan struct{}
+	result Result
 }
 
 // New creates the VM, loads the kernel and prepares every vCPU. Errors name
@@ -173,13 +208,13 @@ type Machine struct {
 // count the host cannot give, KVM unavailable.
 func New(cfg Config) (*Machine, error) {
 	if cfg.CPUs < 1 {
-		return nil, fmt.Errorf("--cpus %d: a VM needs at least one vCPU", cfg.CPUs)
+		return nil, &ConfigError{"CPUs", fmt.Sprintf("%d vCPUs: a VM needs at least one", cfg.CPUs)}
 	}
 	if cfg.Memory < memory.MinSize {
-		return nil, fmt.Errorf("--memory %s is too small: at least %s", humanBytes(cfg.Memory), humanBytes(memory.MinSize))
+		return nil, &ConfigError{"Memory", fmt.Sprintf("guest memory %s is too small: at least %s", humanBytes(cfg.Memory), humanBytes(memory.MinSize))}
 	}
 	if host := hostMemory(); host > 0 && cfg.Memory > host {
-		return nil, fmt.Errorf("--memory %s is more than this host has (%s)", humanBytes(cfg.Memory), humanBytes(host))
+		return nil, &ConfigError{"Memory", fmt.Sprintf("guest memory %s is more than this host has (%s)", humanBytes(cfg.Memory), humanBytes(host))}
 	}
 	cfg.Memory &^= memory.PageSize - 1
 	kernel, err := os.ReadFile(cfg.Kernel)
@@ -206,7 +241,8 @@ func New(cfg Config) (*Machine, error) {
 		return nil, err
 	}
 
-	m := &Machine{cfg: cfg, host: detectHost(), done: make(chan struct{})}
+	host := detectHost(sysModules)
+	m := &Machine{cfg: cfg, host: host, adapt: host.adaptations(cfg.NoFallback), done: make(chan struct{})}
 	ready := false
 	defer func() {
 		if !ready {
@@ -225,7 +261,7 @@ func New(cfg Config) (*Machine, error) {
 		return nil, err
 	}
 	if max := m.sys.MaxVCPUs(); cfg.CPUs > max {
-		return nil, fmt.Errorf("--cpus %d: this host's KVM allows at most %d vCPUs", cfg.CPUs, max)
+		return nil, &ConfigError{"CPUs", fmt.Sprintf("%d vCPUs: this host's KVM allows at most %d", cfg.CPUs, max)}
 	}
 	if m.vm, err = m.sys.CreateVM(); err != nil {
 		return nil, err
@@ -269,11 +305,11 @@ func New(cfg Config) (*Machine, error) {
 	if err = m.setBootCPU(); err != nil {
 		return nil, err
 	}
-	if !cfg.NoFallback {
+	if m.adapt.fallback {
 		m.emu = newEmulator(m.mem, cfg.CPUs, m.logf)
 	}
-	m.logf("gvmm: host %s; kernel %s (%s, %s), entry %#x; command line: %s",
-		m.host.Backend, cfg.Kernel, m.setup.Format, m.setup.Compression, m.setup.CPU.RIP, m.cmdline)
+	m.logf("gvmm: host %s; adaptations: %s; kernel %s (%s, %s), entry %#x; command line: %s",
+		m.host.Backend, m.adapt, cfg.Kernel, m.setup.Format, m.setup.Compression, m.setup.CPU.RIP, m.cmdline)
 	ready = true
 	return m, nil
 }
@@ -301,7 +337,7 @@ func (m *Machine) createPlatform() error {
 			return err
 		}
 	}
-	if m.host.EmulatesKernel && !m.cfg.NoFallback {
+	if m.adapt.syscallTrap {
 		// kvm_pvm leaves a guest in user mode on SYSCALL: trap the guest's
 		// LSTAR writes to place the breakpoint that completes it
 		// (fallback.SyscallTrap).
@@ -326,7 +362,7 @@ func (m *Machine) createVCPUs() error {
 		return err
 	}
 	deadline, _ := m.sys.CheckExtension(kvm.CapTSCDeadlineTimer)
-	hide := m.host.hides()
+	hide := m.adapt.hide
 	for i := 0; i < m.cfg.CPUs; i++ {
 		v, err := m.vm.CreateVCPU(i)
 		if err != nil {
@@ -354,6 +390,9 @@ func (m *Machine) createDevices() {
 		out = io.Discard
 	}
 	m.console = newBatchWriter(out)
+	if m.cfg.ConsoleDrain > 0 {
+		m.console.drain = m.cfg.ConsoleDrain
+	}
 	com1 := m.irqLine(com1IRQ)
 	m.serial = devices.NewSerial(com1, m.console)
 	// The bus ranges are fixed and disjoint; an error here is a bug.
@@ -375,7 +414,7 @@ func (m *Machine) createDevices() {
 }
 
 func (m *Machine) irqLine(gsi uint32) *irqLine {
-	l := &irqLine{vm: m.vm, gsi: gsi}
+	l := &irqLine{vm: m.vm, gsi: gsi, onError: func(err error) { m.end(Failed, "", err) }}
 	m.irqs = append(m.irqs, l)
 	return l
 }
@@ -401,7 +440,7 @@ func (m *Machine) buildCmdline() string {
 	if !m.cfg.NoDefaultCmdline {
 		parts = append(parts, DefaultCmdline)
 	}
-	if extra := m.host.cmdlineParams(); len(extra) > 0 {
+	if extra := m.adapt.cmdlineParams(m.host.Forced); len(extra) > 0 {
 		m.logf("gvmm: %s host: adding %s to the kernel command line", m.host.Backend, strings.Join(extra, " "))
 		parts = append(parts, extra...)
 	}
@@ -454,20 +493,42 @@ func (m *Machine) IRQCounts() map[uint32]uint64 {
 }
 
 // Run runs the VM until the guest powers off, resets or reports through the
-// test-exit port, an exit cannot be handled, or ctx is done. Only a VMM
-// failure before the guest starts is returned as an error; everything else
-// is in the Result.
+// test-exit port, an exit cannot be handled, ctx is done, or Stop or Close
+// is called (before Run too: Run then returns at once). Only a VMM failure
+// before the guest starts is returned as an error; everything else is in
+// the Result. Once the VM has ended, Run returns within a bounded time:
+// the vCPUs leave KVM_RUN when kicked, console input stops being read (see
+// Config.ConsoleIn), and the console output gets at most
+// Config.ConsoleDrain to be written.
 func (m *Machine) Run(ctx context.Context) (*Result, error) {
-	if !m.running.CompareAndSwap(false, true) {
+	m.mu.Lock()
+	switch {
+	case m.closed:
+		m.mu.Unlock()
+		return nil, errors.New("machine: Run after Close")
+	case m.started:
+		m.mu.Unlock()
 		return nil, errors.New("machine: Run called twice")
 	}
+	m.started = true
+	m.runDone = make(chan struct{})
+	defer close(m.runDone)
 	for i, c := range m.cpus {
 		var obs vcpu.Observer
 		if m.hooks.VCPU != nil {
 			obs = m.hooks.VCPU(i)
 		}
-		m.vcpus = append(m.vcpus, vcpu.New(vcpu.Config{CPU: c, PIO: &m.pio, MMIO: &m.mmio, Emulator: m.emu, Observer: obs, Sampler: m.hooks.Sampler}))
+		v := vcpu.New(vcpu.Config{CPU: c, PIO: &m.pio, MMIO: &m.mmio, Emulator: m.emu,
+			Describer: describer{m.mem}, Observer: obs, Sampler: m.hooks.Sampler})
+		if m.ended {
+			// Stopped before Run: the vCPU returns before its first
+			// KVM_RUN.
+			v.Stop()
+		}
+		m.vcpus = append(m.vcpus, v)
 	}
+	m.mu.Unlock()
+
 	var wg sync.WaitGroup
 	m.result.Started = time.Now()
 	for _, v := range m.vcpus {
@@ -497,7 +558,9 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 	return &m.result, nil
 }
 
-// Stop ends a running VM from the host.
+// Stop ends the VM from the host, with reason as the Result's detail. It
+// does not wait: Run returns shortly after. Called before Run, it makes
+// Run return at once.
 func (m *Machine) Stop(reason string) { m.end(Stopped, reason, nil) }
 
 func (m *Machine) vcpuDone(err error) {
@@ -529,18 +592,24 @@ func (m *Machine) endTestExit(v uint32) {
 }
 
 func (m *Machine) finish(o Outcome, detail string, err error, value uint32) {
-	m.endOnce.Do(func() {
-		m.result.Outcome, m.result.Detail, m.result.Err, m.result.TestExitValue = o, detail, err, value
-		if err != nil && detail == "" {
-			m.result.Detail = err.Error()
-		}
-		for _, v := range m.vcpus {
-			v.Stop()
-			m.kicked(v.ID())
-		}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ended {
+		return
+	}
+	m.ended = true
+	m.result.Outcome, m.result.Detail, m.result.Err, m.result.TestExitValue = o, detail, err, value
+	if err != nil && detail == "" {
+		m.result.Detail = err.Error()
+	}
+	for _, v := range m.vcpus {
+		v.Stop()
+		m.kicked(v.ID())
+	}
+	if m.console != nil {
 		m.console.release()
-		close(m.done)
-	})
+	}
+	close(m.done)
 }
 
 func (m *Machine) kicked(i int) {
@@ -556,31 +625,48 @@ func (m *Machine) logf(format string, args ...any) {
 }
 
 // Close releases the vCPUs, the VM, guest memory and /dev/kvm, in that
-// order: KVM must let go of the memory before it is unmapped.
+// order: KVM must let go of the memory before it is unmapped. Called while
+// Run runs, it stops the VM and waits for Run to return first. It returns
+// every error it met, joined; calling it again does nothing.
 func (m *Machine) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	running := m.runDone
+	m.mu.Unlock()
+	if running != nil {
+		m.Stop("machine closed")
+		<-running
+	}
+	var errs []error
 	// Device workers first: they use guest memory and the VM's irqfds.
 	if m.pci != nil {
 		m.pci.close()
 		m.pci = nil
 	}
 	for _, v := range m.cpus {
-		v.Close()
+		errs = append(errs, v.Close())
 	}
 	m.cpus = nil
 	if m.vm != nil {
-		m.vm.Close()
+		errs = append(errs, m.vm.Close())
 		m.vm = nil
 	}
 	if m.mem != nil {
-		m.mem.Close()
+		errs = append(errs, m.mem.Close())
 		m.mem = nil
 	}
 	if m.sys != nil {
-		m.sys.Close()
+		errs = append(errs, m.sys.Close())
 		m.sys = nil
 	}
 	if m.console != nil {
-		m.console.Close()
+		if err := m.console.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("console output: %w", err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

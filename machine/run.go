@@ -1,53 +1,18 @@
 package machine
 
 import (
-	"errors"
-	"io"
 	"time"
 
 	"github.com/gvmm/gvmm/vcpu"
 )
 
-// feedConsole copies ConsoleIn to the serial port until EOF or stop. When
-// the UART's input queue is full it waits for the guest to drain it rather
-// than drop bytes.
+// feedConsole copies ConsoleIn to the serial port (feedInput) until EOF or
+// stop.
 func (m *Machine) feedConsole() (stop func()) {
 	if m.cfg.ConsoleIn == nil {
 		return func() {}
 	}
-	quit := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := m.cfg.ConsoleIn.Read(buf)
-			for p := buf[:n]; len(p) > 0; {
-				took := m.serial.Receive(p)
-				p = p[took:]
-				if len(p) == 0 {
-					break
-				}
-				select {
-				case <-m.serial.InputSpace():
-				case <-quit:
-					return
-				}
-			}
-			if err != nil {
-				// EOF (or a read error) ends the input, not the guest: a
-				// CI job's stdin is often empty.
-				if !errors.Is(err, io.EOF) {
-					m.logf("gvmm: console input: %v", err)
-				}
-				return
-			}
-			select {
-			case <-quit:
-				return
-			default:
-			}
-		}
-	}()
-	return func() { close(quit) }
+	return feedInput(m.cfg.ConsoleIn, m.serial, m.logf)
 }
 
 // watchPeriod is how often the watchdog looks at the vCPUs; a vCPU with no
@@ -57,9 +22,10 @@ const watchPeriod = 500 * time.Millisecond
 // watch probes vCPUs that have not exited to userspace for a while, so the
 // Emulator can find and resolve known hangs (the kvm_pvm clock-pairing
 // hypercall that never completes). An idle guest vCPU halted in the kernel
-// is probed too; that costs one exit per second.
+// is probed too; that costs one exit per second. Only hosts that need it
+// get it (adaptations.watchdog): elsewhere an idle vCPU is never kicked.
 func (m *Machine) watch() (stop func()) {
-	if m.emu == nil {
+	if !m.adapt.watchdog || m.emu == nil {
 		return func() {}
 	}
 	last := make([]uint64, len(m.vcpus))

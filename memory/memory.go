@@ -99,14 +99,14 @@ func New(size uint64) (*Guest, error) {
 
 // Close unmaps guest RAM. The VM must be gone (or its slots deleted) first.
 func (g *Guest) Close() error {
-	var err error
+	var errs []error
 	for _, r := range g.regions {
-		if e := unix.Munmap(r.Mem); e != nil && err == nil {
-			err = e
+		if err := unix.Munmap(r.Mem); err != nil {
+			errs = append(errs, fmt.Errorf("unmap guest RAM at %#x: %w", r.GPA, err))
 		}
 	}
 	g.regions = nil
-	return err
+	return errors.Join(errs...)
 }
 
 // Size returns the total RAM size in bytes.

@@ -20,10 +20,22 @@ import (
 // kicks indistinguishable from preemption in traces.
 const KickSignal = unix.Signal(40)
 
+// Describer renders a vCPU's state for the report of an exit gvmm cannot
+// handle: its mode, RIP, the instruction bytes and their disassembly, the
+// registers (fallback.Describe).
+type Describer interface {
+	// Describe renders the vCPU state; insn holds the bytes of the
+	// instruction at RIP when KVM supplied them.
+	Describe(cpu *kvm.VCPU, insn []byte) string
+}
+
 // Emulator handles what the host's KVM could not: instructions its emulator
 // fails on, and hypercalls that never complete. The instruction fallback
-// (package vcpu/fallback) implements it.
+// (package vcpu/fallback) implements it. Only hosts whose KVM emulates
+// guest kernel code need one (kvm_pvm); elsewhere an emulation failure is
+// the guest's or KVM's problem and is reported, not worked around.
 type Emulator interface {
+	Describer
 	// Emulate performs the instruction at RIP that KVM reported as an
 	// emulation failure; insn holds its bytes when KVM supplied them. It
 	// returns an identifier of the instruction for counting.
@@ -32,15 +44,14 @@ type Emulator interface {
 	// returns an op and true if it found and resolved a known hang, such as
 	// a hypercall the host never completes.
 	Unstick(cpu *kvm.VCPU) (op uint8, ok bool, err error)
-	// Describe renders the vCPU state for a report of an unhandled exit.
-	Describe(cpu *kvm.VCPU, insn []byte) string
 	// WriteMSR completes a guest WRMSR that an MSR filter sent to
 	// userspace; false fails it with a #GP.
 	WriteMSR(cpu *kvm.VCPU, index uint32, value uint64) (bool, error)
-	// Debug handles KVM_EXIT_DEBUG at guest address pc: the breakpoints
-	// the Emulator itself set. It returns the op to count and false if the
-	// exit was not its own.
-	Debug(cpu *kvm.VCPU, pc uint64) (op uint8, ok bool, err error)
+	// Debug handles KVM_EXIT_DEBUG, which only happens once the Emulator
+	// has set breakpoints: its own, and the guest's own #DB that KVM then
+	// intercepts too, which it must hand back to the guest. It returns the
+	// op to count and false if it could do neither.
+	Debug(cpu *kvm.VCPU, d kvm.DebugExit) (op uint8, ok bool, err error)
 }
 
 // Config describes one vCPU's exit handling.
@@ -50,7 +61,12 @@ type Config struct {
 	// PIO and MMIO are the buses exits are dispatched to.
 	PIO, MMIO *devices.Bus
 	// Emulator, if not nil, handles emulation failures and stuck vCPUs.
+	// Without one, an emulation failure ends the VM with a report.
 	Emulator Emulator
+	// Describer renders the vCPU state in reports of unhandled exits; nil
+	// means the Emulator's, and without either the report has RIP, RSP
+	// and RFLAGS.
+	Describer Describer
 	// Observer, if not nil, sees every exit (statistics, tracing).
 	Observer Observer
 	// Sampler, if not nil, receives the guest RIP each time Sample is
@@ -74,6 +90,7 @@ type VCPU struct {
 	pio  *devices.Bus
 	mmio *devices.Bus
 	emu  Emulator
+	desc Describer
 	obs  Observer
 	smp  Sampler
 	rec  Exit
@@ -100,8 +117,12 @@ func New(cfg Config) *VCPU {
 		pio:  cfg.PIO,
 		mmio: cfg.MMIO,
 		emu:  cfg.Emulator,
+		desc: cfg.Describer,
 		obs:  cfg.Observer,
 		smp:  cfg.Sampler,
+	}
+	if v.desc == nil && v.emu != nil {
+		v.desc = v.emu
 	}
 	v.rec.VCPU = v.id
 	return v
@@ -305,11 +326,12 @@ func (v *VCPU) dispatch() (Kind, error) {
 		return KindMSR, nil
 	case kvm.ExitDebug:
 		v.rec.Slot = -1
-		_, pc, _, _ := v.run.Debug()
+		d := v.run.Debug()
+		v.rec.Addr = d.PC
 		if v.emu != nil {
-			op, ok, err := v.emu.Debug(v.cpu, pc)
+			op, ok, err := v.emu.Debug(v.cpu, d)
 			if err != nil {
-				return KindFallback, v.unhandledErr("debug exit", nil, err)
+				return KindFallback, v.unhandledErr(fmt.Sprintf("debug exit at %#x (exception %d, DR6 %#x)", d.PC, d.Exception, d.DR6), nil, err)
 			}
 			if ok {
 				v.ops[op].Add(1)
@@ -317,7 +339,7 @@ func (v *VCPU) dispatch() (Kind, error) {
 				return KindFallback, nil
 			}
 		}
-		return KindOther, v.unhandled(fmt.Sprintf("debug exit at %#x", pc))
+		return KindOther, v.unhandled(fmt.Sprintf("debug exit at %#x (exception %d, DR6 %#x)", d.PC, d.Exception, d.DR6))
 	case kvm.ExitHLT:
 		// Only without an in-kernel local APIC; the guest is idle. Going
 		// round again is correct, if not efficient.
@@ -405,14 +427,16 @@ func (v *VCPU) handleMMIO() (Kind, error) {
 	return kind, nil
 }
 
-// handleInternalError hands emulation failures to the Emulator.
+// handleInternalError hands emulation failures to the Emulator, if there is
+// one; otherwise, and for the other suberrors, the VM ends with a report
+// that carries the instruction bytes KVM supplied.
 func (v *VCPU) handleInternalError() (Kind, error) {
 	v.rec.Slot = -1
 	sub, _ := v.run.Internal()
-	if sub != kvm.InternalErrorEmulation || v.emu == nil {
-		return KindInternalError, v.unhandled(fmt.Sprintf("internal error, suberror %d (%s)", sub, suberrorName(sub)))
-	}
 	insn, _ := v.run.EmulationFailure()
+	if sub != kvm.InternalErrorEmulation || v.emu == nil {
+		return KindInternalError, v.unhandledErr(fmt.Sprintf("internal error, suberror %d (%s)", sub, suberrorName(sub)), insn, nil)
+	}
 	op, err := v.emu.Emulate(v.cpu, insn)
 	if err != nil {
 		return KindInternalError, v.unhandledErr("emulation failure the fallback cannot handle", insn, err)
@@ -428,8 +452,8 @@ func (v *VCPU) unhandled(what string) error {
 
 func (v *VCPU) unhandledErr(what string, insn []byte, cause error) error {
 	e := &UnhandledExitError{VCPU: v.id, Reason: v.run.ExitReason, What: what, Err: cause}
-	if v.emu != nil {
-		e.State = v.emu.Describe(v.cpu, insn)
+	if v.desc != nil {
+		e.State = v.desc.Describe(v.cpu, insn)
 	} else if r, err := v.cpu.Regs(); err == nil {
 		e.State = fmt.Sprintf("RIP %#x RSP %#x RFLAGS %#x", r.RIP, r.RSP, r.RFLAGS)
 	}

@@ -78,34 +78,44 @@ func (e *escapeReader) doQuit() {
 	}
 }
 
-func (e *escapeReader) Read(p []byte) (int, error) {
-	for {
-		n, err := e.r.Read(e.buf[:min(len(p), len(e.buf))])
-		out := 0
-		for _, b := range e.buf[:n] {
-			if e.pending {
-				e.pending = false
-				switch b {
-				case 'x', 'X':
-					e.doQuit()
-					return out, io.EOF
-				case 'h', 'H', '?':
-					fmt.Fprint(e.help, "\r\n[gvmm] Ctrl-A x: quit   Ctrl-A Ctrl-A: send Ctrl-A   Ctrl-A h: this help\r\n")
-				case escapeKey:
-					p[out] = escapeKey
-					out++
-				}
-				continue
-			}
-			if b == escapeKey {
-				e.pending = true
-				continue
-			}
-			p[out] = b
-			out++
-		}
-		if out > 0 || err != nil {
-			return out, err
-		}
+// Fd returns the terminal's file descriptor, so that the machine can poll
+// it before each Read (machine.Config.ConsoleIn) and no Read is left
+// blocked on the terminal when the VM ends.
+func (e *escapeReader) Fd() uintptr {
+	if f, ok := e.r.(interface{ Fd() uintptr }); ok {
+		return f.Fd()
 	}
+	return ^uintptr(0)
+}
+
+// Read reads once from the terminal and returns what is left after the
+// escape sequences: possibly nothing (n == 0, err == nil) when all it read
+// was an escape, so that it never blocks twice after a poll said input was
+// there.
+func (e *escapeReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(e.buf[:min(len(p), len(e.buf))])
+	out := 0
+	for _, b := range e.buf[:n] {
+		if e.pending {
+			e.pending = false
+			switch b {
+			case 'x', 'X':
+				e.doQuit()
+				return out, io.EOF
+			case 'h', 'H', '?':
+				fmt.Fprint(e.help, "\r\n[gvmm] Ctrl-A x: quit   Ctrl-A Ctrl-A: send Ctrl-A   Ctrl-A h: this help\r\n")
+			case escapeKey:
+				p[out] = escapeKey
+				out++
+			}
+			continue
+		}
+		if b == escapeKey {
+			e.pending = true
+			continue
+		}
+		p[out] = b
+		out++
+	}
+	return out, err
 }

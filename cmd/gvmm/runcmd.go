@@ -116,7 +116,7 @@ func runCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Disks: disks, Nets: nets,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "gvmm: %v%s%s\n", oneLine(err), diskHint(err), netHint(err))
+		fmt.Fprintf(stderr, "gvmm: %s%v%s%s\n", flagOf(err), oneLine(err), diskHint(err), netHint(err))
 		return statusUsage
 	}
 	defer m.Close()
@@ -220,6 +220,19 @@ func peakRSS() (uint64, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM in /proc/self/status")
+}
+
+// configFlags names the flag behind each machine.Config field that
+// machine.New can refuse.
+var configFlags = map[string]string{"CPUs": "--cpus", "Memory": "--memory"}
+
+// flagOf returns "--flag: " for an error in a value that came from a flag.
+func flagOf(err error) string {
+	var ce *machine.ConfigError
+	if errors.As(err, &ce) && configFlags[ce.Field] != "" {
+		return configFlags[ce.Field] + ": "
+	}
+	return ""
 }
 
 // oneLine keeps an error message to one line.

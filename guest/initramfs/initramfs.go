@@ -4,9 +4,9 @@
 // links and the /test.sh script, and optionally kernel modules with the
 // order /init loads them in.
 //
-// The archive is uncompressed on purpose: on the nested KVM backend of the
-// development machines a gzip initramfs takes over 15 minutes to inflate in
-// the guest. It is reproducible (fixed mtimes, sorted entries, uid/gid 0,
+// The archive is uncompressed on purpose: on a kvm_pvm host (the nested KVM
+// backend the development machines used to have), a gzip initramfs takes
+// over 15 minutes to inflate in the guest. It is reproducible (fixed mtimes, sorted entries, uid/gid 0,
 // inode numbers by position) and needs no root: device nodes are written as
 // cpio records, never created on the host.
 package initramfs

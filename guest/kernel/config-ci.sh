@@ -1,16 +1,18 @@
 #!/bin/bash
-# config-ci.sh: derive config-ci (the kernel tuned for the nested KVM backend
-# of the development and CI machines) from config-microvm. Run in a kernel
-# tree whose .config is config-microvm (from config-microvm.sh).
+# config-ci.sh: derive config-ci (the kernel tuned for the nested kvm_pvm
+# backend that the development and CI machines used to have) from
+# config-microvm. Run in a kernel tree whose .config is config-microvm (from
+# config-microvm.sh).
 #
-# What it changes and why (measurements in /work/shared/guest/README-measurements.md
-# and /work/shared/NESTED-KVM.md): HZ=100 and NR_CPUS=8 because every timer
+# What it changes and why (measurements in README-measurements.md of the
+# shared guest cache, ../shared/guest next to the repository, and in
+# ../shared/NESTED-KVM.md): HZ=100 and NR_CPUS=8 because every timer
 # tick costs 12-17 ms of wall time there; no PTP_1588_CLOCK_KVM because its
 # KVM_HC_CLOCK_PAIRING vmcall never completes there; fewer drivers, no debug.
 #
-# Copied from /work/shared/guest/scripts/config-ci.sh. Kept as the record of
-# how guest/config-ci came about; "make guest-kernel" uses guest/config-ci
-# directly. Note: it leaves CONFIG_X86_IOPL_IOPERM off (tinyconfig), so
+# Copied from scripts/config-ci.sh of the shared guest cache. Kept as the
+# record of how guest/config-ci came about; "make guest-kernel" uses
+# guest/config-ci directly. Note: it leaves CONFIG_X86_IOPL_IOPERM off (tinyconfig), so
 # ioperm(2) fails with ENOSYS on this kernel; CONFIG_DEVPORT is on, which is
 # what /init uses for initexit=testexit there.
 set -euo pipefail

@@ -3,9 +3,10 @@
 # (tinyconfig plus what a virtio microVM needs; no modules). It is the base
 # of guest/config-ci, which kernel/config-ci.sh derives from it.
 #
-# Copied from /work/shared/guest/scripts/config-microvm.sh, written during the
-# project's guest-kernel measurements (see /work/shared/guest/README-measurements.md,
-# sections 1 and 4). Kept as the record of how guest/config-ci came about;
+# Copied from scripts/config-microvm.sh of the shared guest cache
+# (../shared/guest next to the repository), written during the project's
+# guest-kernel measurements (see its README-measurements.md, sections 1
+# and 4). Kept as the record of how guest/config-ci came about;
 # "make guest-kernel" uses guest/config-ci directly and does not run it.
 # Usage: config-microvm.sh [KERNEL_SOURCE_DIR]   (run on Debian's linux-source-6.1)
 set -euo pipefail

@@ -98,6 +98,7 @@ const (
 	OpSyscallStep            // a SyscallTrap exit that completed nothing: a step, a genuine #PF
 	OpLdmxcsr                // ldmxcsr m32 (0F AE /2)
 	OpStmxcsr                // stmxcsr m32 (0F AE /3)
+	OpGuestDebug             // a #DB the guest raised itself, handed back to it (InjectDebug)
 	NumOps
 )
 
@@ -105,7 +106,7 @@ var opNames = [NumOps]string{
 	OpNone: "none", OpInt3: "int3", OpPopcnt: "popcnt", OpClac: "clac",
 	OpStac: "stac", OpFwait: "fwait", OpFxsave: "fxsave", OpFxrstor: "fxrstor",
 	OpCmpxchg16b: "cmpxchg16b", OpClockPairing: "clock-pairing", OpSyscall: "syscall", OpSyscallStep: "syscall-trap-step",
-	OpLdmxcsr: "ldmxcsr", OpStmxcsr: "stmxcsr",
+	OpLdmxcsr: "ldmxcsr", OpStmxcsr: "stmxcsr", OpGuestDebug: "guest-debug",
 }
 
 // String returns the instruction's mnemonic, such as "popcnt".

@@ -19,7 +19,7 @@ func TestOpString(t *testing.T) {
 		OpInt3: "int3", OpPopcnt: "popcnt", OpClac: "clac", OpStac: "stac",
 		OpFwait: "fwait", OpFxsave: "fxsave", OpFxrstor: "fxrstor",
 		OpCmpxchg16b: "cmpxchg16b", OpClockPairing: "clock-pairing", OpSyscall: "syscall", OpSyscallStep: "syscall-trap-step",
-		OpLdmxcsr: "ldmxcsr", OpStmxcsr: "stmxcsr", NumOps: "Op(14)",
+		OpLdmxcsr: "ldmxcsr", OpStmxcsr: "stmxcsr", OpGuestDebug: "guest-debug", NumOps: "Op(15)",
 	} {
 		assert.Equal(t, want, op.String())
 	}

@@ -7,6 +7,7 @@ import (
 
 // Exception vectors (SDM vol. 3A section 6.3.1, Table 6-1).
 const (
+	vecDB = 1  // debug: single step, int1, breakpoints
 	vecBP = 3  // breakpoint (int3), a trap
 	vecUD = 6  // invalid opcode
 	vecNM = 7  // device not available

@@ -7,17 +7,22 @@ import (
 	"github.com/gvmm/gvmm/kvm"
 )
 
-// fakeCPU is a vCPU in memory: registers, an XSAVE image, events, and a page
-// table as a map from linear to guest-physical page addresses.
+// fakeCPU is a vCPU in memory: registers, an XSAVE image, events, MSRs,
+// debug registers, and a page table as a map from linear to guest-physical
+// page addresses.
 type fakeCPU struct {
 	regs   kvm.Regs
 	sregs  kvm.Sregs
 	xsave  kvm.XSave
 	events kvm.VCPUEvents
-	pages  map[uint64]uint64 // linear page -> guest-physical page
-	ro     map[uint64]bool   // linear pages Translate reports read-only
-	calls  map[string]int    // method -> number of calls
-	fail   string            // a method that fails
+	msrs   map[uint32]uint64
+	dbg    kvm.DebugRegs
+	// guestDebug is the last KVM_SET_GUEST_DEBUG.
+	guestDebug kvm.GuestDebug
+	pages      map[uint64]uint64 // linear page -> guest-physical page
+	ro         map[uint64]bool   // linear pages Translate reports read-only
+	calls      map[string]int    // method -> number of calls
+	fail       string            // a method that fails
 }
 
 var errFake = errors.New("fake ioctl failure")
@@ -63,6 +68,42 @@ func (c *fakeCPU) SetVCPUEvents(e kvm.VCPUEvents) error {
 		return err
 	}
 	c.events = e
+	return nil
+}
+func (c *fakeCPU) MSRs(m []kvm.MSREntry) error {
+	if err := c.call("MSRs"); err != nil {
+		return err
+	}
+	for i := range m {
+		m[i].Data = c.msrs[m[i].Index]
+	}
+	return nil
+}
+func (c *fakeCPU) SetMSRs(m []kvm.MSREntry) error {
+	if err := c.call("SetMSRs"); err != nil {
+		return err
+	}
+	if c.msrs == nil {
+		c.msrs = map[uint32]uint64{}
+	}
+	for _, e := range m {
+		c.msrs[e.Index] = e.Data
+	}
+	return nil
+}
+func (c *fakeCPU) SetGuestDebug(d kvm.GuestDebug) error {
+	if err := c.call("SetGuestDebug"); err != nil {
+		return err
+	}
+	c.guestDebug = d
+	return nil
+}
+func (c *fakeCPU) DebugRegs() (kvm.DebugRegs, error) { return c.dbg, c.call("DebugRegs") }
+func (c *fakeCPU) SetDebugRegs(d kvm.DebugRegs) error {
+	if err := c.call("SetDebugRegs"); err != nil {
+		return err
+	}
+	c.dbg = d
 	return nil
 }
 func (c *fakeCPU) Translate(gva uint64) (kvm.Translation, error) {

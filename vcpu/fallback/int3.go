@@ -5,7 +5,7 @@ package fallback
 // guest's handler sees is the byte after the int3 (SDM vol. 3A section 6.5
 // and 6.15, interrupt 3). Emulate moves RIP past the instruction and injects
 // vector 3 without an error code (KVM_SET_VCPU_EVENTS, exception.injected =
-// 1, nr = 3), which this host delivers through the guest's IDT. Only the
+// 1, nr = 3), which KVM delivers through the guest's IDT. Only the
 // one-byte form is handled: "int $3" (CD 03) is a software interrupt with
 // its own privilege checks.
 //

@@ -22,6 +22,7 @@ const (
 // plus MSRs and guest debugging. *kvm.VCPU has it.
 type SyscallCPU interface {
 	CPU
+	DebugCPU
 	MSRs([]kvm.MSREntry) error
 	SetMSRs([]kvm.MSREntry) error
 	SetGuestDebug(kvm.GuestDebug) error
@@ -125,21 +126,31 @@ func (t *SyscallTrap) step(cpu SyscallCPU) error {
 	return cpu.SetGuestDebug(kvm.GuestDebug{Control: kvm.GuestDebugEnable | kvm.GuestDebugSingleStep})
 }
 
-// Debug handles KVM_EXIT_DEBUG at guest address pc. It returns whether the
-// exit was the trap's, and whether a SYSCALL was completed.
-func (t *SyscallTrap) Debug(cpu SyscallCPU, mem Memory, pc uint64) (mine, completed bool, err error) {
+// Debug handles KVM_EXIT_DEBUG. It returns OpSyscall when it completed a
+// SYSCALL, OpSyscallStep for the trap's other exits (a step over a
+// breakpoint, a genuine page fault passing by), and OpGuestDebug for a #DB
+// the guest raised itself (its own single step, int1): while the trap's
+// breakpoints are set, KVM sends every #DB to userspace, and Debug hands
+// it back to the guest (InjectDebug).
+//
+// DR6 tells them apart (SDM vol. 3B section 17.2.3): B0 is the breakpoint
+// on the #PF handler, B1 the one on LSTAR, BS the trap's own single step.
+// A DR6 without any of these bits is taken for the trap's when the address
+// is its own, for hosts that may not report DR6.
+func (t *SyscallTrap) Debug(cpu SyscallCPU, mem Memory, d kvm.DebugExit) (Op, error) {
+	why := d.DR6 & (kvm.DR6B0 | kvm.DR6B1 | kvm.DR6B2 | kvm.DR6B3 | kvm.DR6BS)
 	switch {
-	case t.stepping:
+	case d.Exception != vecDB:
+	case t.stepping && (why&kvm.DR6BS != 0 || why == 0):
 		t.stepping = false
-		return true, false, t.arm(cpu)
+		return OpSyscallStep, t.arm(cpu)
 	case !t.armed:
-		return false, false, nil
-	case pc == t.pf && t.pf != 0:
+	case d.PC == t.pf && t.pf != 0 && (why&kvm.DR6B0 != 0 || why == 0):
 		return t.atPageFault(cpu, mem)
-	case pc == t.lstar:
+	case d.PC == t.lstar && (why&kvm.DR6B1 != 0 || why == 0):
 		return t.atLSTAR(cpu)
 	}
-	return false, false, nil
+	return OpGuestDebug, InjectDebug(cpu, d)
 }
 
 // atPageFault looks at the exception frame the #PF handler is about to see:
@@ -147,44 +158,44 @@ func (t *SyscallTrap) Debug(cpu SyscallCPU, mem Memory, pc uint64) (mine, comple
 // 6.14.2). A fault at RIP = LSTAR from user mode is the host's half-done
 // SYSCALL: the frame is dropped and the entry completed. Any other fault is
 // the guest's own.
-func (t *SyscallTrap) atPageFault(cpu SyscallCPU, mem Memory) (bool, bool, error) {
+func (t *SyscallTrap) atPageFault(cpu SyscallCPU, mem Memory) (Op, error) {
 	r, err := cpu.Regs()
 	if err != nil {
-		return true, false, err
+		return OpSyscallStep, err
 	}
 	var f [48]byte
 	if err := readVirt(cpu, mem, r.RSP, f[:]); err != nil {
-		return true, false, fmt.Errorf("SYSCALL trap: reading the #PF frame: %w", err)
+		return OpSyscallStep, fmt.Errorf("SYSCALL trap: reading the #PF frame: %w", err)
 	}
 	le := binary.LittleEndian
 	rip, cs, rsp := le.Uint64(f[8:]), le.Uint64(f[16:]), le.Uint64(f[32:])
 	if rip != t.lstar || cs&3 != 3 {
-		return true, false, t.step(cpu)
+		return OpSyscallStep, t.step(cpu)
 	}
 	r.RSP = rsp
-	return true, true, t.enter(cpu, r)
+	return OpSyscall, t.enter(cpu, r)
 }
 
 // atLSTAR completes SYSCALL for a vCPU that reached LSTAR in user mode.
-func (t *SyscallTrap) atLSTAR(cpu SyscallCPU) (bool, bool, error) {
+func (t *SyscallTrap) atLSTAR(cpu SyscallCPU) (Op, error) {
 	r, err := cpu.Regs()
 	if err != nil {
-		return true, false, err
+		return OpSyscallStep, err
 	}
 	s, err := cpu.Sregs()
 	if err != nil {
-		return true, false, err
+		return OpSyscallStep, err
 	}
 	if s.CS.DPL == 0 {
 		// Already in kernel mode: the host did SYSCALL properly.
-		return true, false, t.step(cpu)
+		return OpSyscallStep, t.step(cpu)
 	}
 	if err := t.enter(cpu, r); err != nil {
-		return true, false, err
+		return OpSyscall, err
 	}
 	// The kernel now runs the instruction at LSTAR, where DR1 would fire
 	// again.
-	return true, true, t.step(cpu)
+	return OpSyscall, t.step(cpu)
 }
 
 // enter puts the vCPU where SYSCALL leaves it: at LSTAR, CPL 0, CS and SS

@@ -200,7 +200,7 @@ func (r *Reader) blockErr(what string, at int64, err error) error {
 		return fmt.Errorf("trace: %w in the %s at byte %d (%d records read)", ErrTruncated, what, at, r.total())
 	}
 	if errors.Is(err, errOverflow) {
-		return fmt.Errorf("trace: %w in the %s at byte %d: %v", ErrCorrupt, what, at, err)
+		return fmt.Errorf("trace: %w in the %s at byte %d: %w", ErrCorrupt, what, at, err)
 	}
 	return fmt.Errorf("trace: reading the %s at byte %d: %w", what, at, err)
 }
