@@ -512,20 +512,27 @@ func (m *Machine) Run(ctx context.Context) (*Result, error) {
 	}
 	m.started = true
 	m.runDone = make(chan struct{})
+	m.mu.Unlock()
 	defer close(m.runDone)
+
+	var vcpus []*vcpu.VCPU
 	for i, c := range m.cpus {
 		var obs vcpu.Observer
 		if m.hooks.VCPU != nil {
 			obs = m.hooks.VCPU(i)
 		}
-		v := vcpu.New(vcpu.Config{CPU: c, PIO: &m.pio, MMIO: &m.mmio, Emulator: m.emu,
-			Describer: describer{m.mem}, Observer: obs, Sampler: m.hooks.Sampler})
-		if m.ended {
-			// Stopped before Run: the vCPU returns before its first
-			// KVM_RUN.
+		vcpus = append(vcpus, vcpu.New(vcpu.Config{CPU: c, PIO: &m.pio, MMIO: &m.mmio, Emulator: m.emu,
+			Describer: describer{m.mem}, Observer: obs, Sampler: m.hooks.Sampler}))
+	}
+	m.mu.Lock()
+	m.vcpus = vcpus
+	if m.ended {
+		// Stopped before the vCPUs existed (Stop or Close before or
+		// during this Run's start): they return before their first
+		// KVM_RUN.
+		for _, v := range vcpus {
 			v.Stop()
 		}
-		m.vcpus = append(m.vcpus, v)
 	}
 	m.mu.Unlock()
 
