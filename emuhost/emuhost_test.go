@@ -138,3 +138,45 @@ func TestRunInEmulatedHost(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "inside\n", string(got), "the command writes this machine's files")
 }
+
+func TestHostStoppedError(t *testing.T) {
+	long := strings.Repeat("boot line\n", 100) + "Kernel panic - not syncing: Out of memory\n"
+	for _, tc := range []struct {
+		name    string
+		writes  []string
+		want    []string
+		notWant []string
+	}{
+		{"silent", nil, []string{"before the command finished (its console was silent)"}, nil},
+		{"panic at the end", []string{long},
+			[]string{"last lines:\n", "Kernel panic - not syncing: Out of memory"}, nil},
+		{"only the last lines", []string{"first\n", long},
+			[]string{"Kernel panic"}, []string{"first"}},
+		{"carriage returns dropped", []string{"a\r\nb\r\n"}, []string{"last lines:\na\nb"}, []string{"\r"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tail := &consoleTail{max: consoleTailBytes}
+			for _, w := range tc.writes {
+				n, err := tail.Write([]byte(w))
+				require.NoError(t, err)
+				require.Equal(t, len(w), n)
+			}
+			assert.LessOrEqual(t, len(tail.buf), consoleTailBytes)
+			msg := (&HostStoppedError{Console: tail.String()}).Error()
+			for _, s := range tc.want {
+				assert.Contains(t, msg, s)
+			}
+			for _, s := range tc.notWant {
+				assert.NotContains(t, msg, s)
+			}
+			assert.LessOrEqual(t, strings.Count(msg, "\n"), consoleTailLines)
+		})
+	}
+
+	t.Run("bounded", func(t *testing.T) {
+		tail := &consoleTail{max: 16}
+		tail.Write([]byte("0123456789"))
+		tail.Write([]byte("abcdefghij"))
+		assert.Equal(t, "456789abcdefghij", tail.String())
+	})
+}

@@ -311,6 +311,3 @@ func lastLine(out []byte) string {
 	}
 	return string(lines[len(lines)-1])
 }
-
-// errNoStatus says the host ended without the command's exit status.
-var errNoStatus = errors.New("the emulated host stopped before the command finished (its console output is above)")

@@ -129,7 +129,11 @@ func Run(ctx context.Context, img Image, cfg Config, argv []string) (int, error)
 	if cfg.Stdin != nil { // not a nil *os.File in the io.Reader
 		cmd.Stdin = cfg.Stdin
 	}
-	cmd.Stdout = cfg.Stdout
+	// The console's last lines go into the error when the host stops
+	// early: they hold the host kernel's panic or the command's last words
+	// even when Stdout is discarded (make test sends it to a log).
+	tail := &consoleTail{max: consoleTailBytes}
+	cmd.Stdout = io.MultiWriter(cfg.Stdout, tail)
 	stderr := &lineFilter{w: cfg.Stderr, drop: qemuNoise}
 	cmd.Stderr = stderr
 	runErr := cmd.Run()
@@ -143,7 +147,7 @@ func Run(ctx context.Context, img Image, cfg Config, argv []string) (int, error)
 		if runErr != nil {
 			return 0, fmt.Errorf("%s: %w", qemu, runErr)
 		}
-		return 0, errNoStatus
+		return 0, &HostStoppedError{Console: tail.String()}
 	}
 	status, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || status < 0 || status > 255 {
@@ -329,3 +333,46 @@ func (f *lineFilter) Flush() {
 	}
 	f.buf = nil
 }
+
+// consoleTailBytes is how much of the console's end a HostStoppedError
+// keeps: enough for a kernel panic's report.
+const consoleTailBytes = 8 << 10
+
+// HostStoppedError says the host ended without the command's exit status:
+// it panicked, ran out of memory, or its command killed it.
+type HostStoppedError struct {
+	// Console is the end of the host's serial console (at most
+	// consoleTailBytes).
+	Console string
+}
+
+func (e *HostStoppedError) Error() string {
+	msg := "the emulated host stopped before the command finished"
+	lines := strings.Split(strings.TrimRight(e.Console, "\n"), "\n")
+	if len(lines) > consoleTailLines {
+		lines = lines[len(lines)-consoleTailLines:]
+	}
+	if strings.TrimSpace(strings.Join(lines, "")) == "" {
+		return msg + " (its console was silent)"
+	}
+	return msg + "; the console's last lines:\n" + strings.Join(lines, "\n")
+}
+
+// consoleTailLines is how many console lines a HostStoppedError shows.
+const consoleTailLines = 30
+
+// consoleTail keeps the last max bytes written to it.
+type consoleTail struct {
+	max int
+	buf []byte
+}
+
+func (t *consoleTail) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *consoleTail) String() string { return strings.ReplaceAll(string(t.buf), "\r", "") }
