@@ -76,32 +76,10 @@ func (m *Machine) addNets(root *pci.Root, ioev vpci.IOEvents, first int) error {
 		if err != nil {
 			return fmt.Errorf("tap %s: %w", t.Name(), err)
 		}
-		var vectors []pci.MSIVector
-		if b.msi != nil {
-			for v := 0; v < netVectors; v++ {
-				vec, err := b.msi.newVector()
-				if err != nil {
-					return err
-				}
-				vectors = append(vectors, vec)
-			}
-		}
-		line, err := m.newINTx(pci.INTxGSI(slot, 1))
-		if err != nil {
+		if err := m.attachVirtio(root, ioev, slot, dev, netVectors, fmt.Sprintf("virtio-net%d", i), "tap "+t.Name()); err != nil {
 			return err
-		}
-		tr, err := vpci.New(vpci.Config{Device: dev, Mem: m.mem, Vectors: vectors, INTx: line, IOEvents: ioev})
-		if err != nil {
-			return fmt.Errorf("tap %s: %w", t.Name(), err)
 		}
 		b.nets = append(b.nets, dev)
-		b.transports = append(b.transports, tr)
-		if err := root.Add(slot, tr.Function(), fmt.Sprintf("virtio-net%d", i)); err != nil {
-			return err
-		}
-		if err := tr.IOEventError(); err != nil {
-			m.logf("gvmm: %v; notifications of tap %s exit to userspace", err, t.Name())
-		}
 		how := "attached"
 		if t.Created() {
 			how = "created"

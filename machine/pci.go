@@ -11,6 +11,7 @@ import (
 	"github.com/gvmm/gvmm/devices/pci"
 	"github.com/gvmm/gvmm/eventfd"
 	"github.com/gvmm/gvmm/kvm"
+	"github.com/gvmm/gvmm/virtio"
 	"github.com/gvmm/gvmm/virtio/blk"
 	"github.com/gvmm/gvmm/virtio/blk/disk"
 	vnet "github.com/gvmm/gvmm/virtio/net"
@@ -115,35 +116,47 @@ func (m *Machine) createPCI(disks []*disk.File, taps []*tap.Tap) error {
 		if err != nil {
 			return fmt.Errorf("disk %s: %w", d.Path(), err)
 		}
-		var vectors []pci.MSIVector
-		if b.msi != nil {
-			for v := 0; v < queues+1; v++ {
-				vec, err := b.msi.newVector()
-				if err != nil {
-					return err
-				}
-				vectors = append(vectors, vec)
-			}
-		}
-		line, err := m.newINTx(pci.INTxGSI(slot, 1))
-		if err != nil {
+		if err := m.attachVirtio(root, ioev, slot, dev, queues+1, fmt.Sprintf("virtio-blk%d", i), d.Path()); err != nil {
 			return err
-		}
-		t, err := vpci.New(vpci.Config{Device: dev, Mem: m.mem, Vectors: vectors, INTx: line, IOEvents: ioev})
-		if err != nil {
-			return fmt.Errorf("disk %s: %w", d.Path(), err)
 		}
 		b.blks = append(b.blks, dev)
-		b.transports = append(b.transports, t)
-		if err := root.Add(slot, t.Function(), fmt.Sprintf("virtio-blk%d", i)); err != nil {
-			return err
-		}
-		if err := t.IOEventError(); err != nil {
-			m.logf("gvmm: %v; notifications of %s exit to userspace", err, d.Path())
-		}
 		m.logf("gvmm: disk vd%c: %s on PCI 00:%02x.0, %d queues", 'a'+i, d.Describe(), slot, queues)
 	}
 	return m.addNets(root, ioev, 1+len(disks))
+}
+
+// attachVirtio puts dev on the bus at slot behind a virtio PCI transport
+// with vectors MSI-X vectors (when KVM routes MSIs) and an INTx line, and
+// keeps the transport for Close. what names the device's backend in errors
+// and in the log line that says its kicks exit to userspace (no ioeventfd).
+func (m *Machine) attachVirtio(root *pci.Root, ioev vpci.IOEvents, slot int, dev virtio.Device, vectors int, name, what string) error {
+	b := m.pci
+	var vecs []pci.MSIVector
+	if b.msi != nil {
+		for v := 0; v < vectors; v++ {
+			vec, err := b.msi.newVector()
+			if err != nil {
+				return err
+			}
+			vecs = append(vecs, vec)
+		}
+	}
+	line, err := m.newINTx(pci.INTxGSI(slot, 1))
+	if err != nil {
+		return err
+	}
+	t, err := vpci.New(vpci.Config{Device: dev, Mem: m.mem, Vectors: vecs, INTx: line, IOEvents: ioev})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	b.transports = append(b.transports, t)
+	if err := root.Add(slot, t.Function(), name); err != nil {
+		return err
+	}
+	if err := t.IOEventError(); err != nil {
+		m.logf("gvmm: %v; notifications of %s exit to userspace", err, what)
+	}
+	return nil
 }
 
 // pciACPI describes the host bridge to the ACPI tables.
