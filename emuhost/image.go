@@ -70,9 +70,12 @@ func Prepare(ctx context.Context, cacheDir string, pk Packages, log io.Writer) (
 		}
 	}
 	// Asking apt costs about a second per question; the answers change
-	// only when the package lists do.
+	// only when the package lists do. The key holds every other input of
+	// the image too (/init, the modules), so that a new /init is a new
+	// image even while apt's answers stand.
 	stamp := aptStamp()
-	keyFile := filepath.Join(cacheDir, fmt.Sprintf("resolved-%x", sha256.Sum256([]byte(fmt.Sprint(pk, imageFormat)))))
+	key := fmt.Sprint(pk, imageFormat, Modules, sha256.Sum256(initScript))
+	keyFile := filepath.Join(cacheDir, fmt.Sprintf("resolved-%x", sha256.Sum256([]byte(key))))
 	if data, err := os.ReadFile(keyFile); err == nil && stamp != "" {
 		if dir, ok := strings.CutPrefix(string(data), stamp+"\n"); ok {
 			img := imageIn(filepath.Join(cacheDir, strings.TrimSpace(dir)))

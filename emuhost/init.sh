@@ -30,8 +30,18 @@ fail() {
     off
 }
 
+# Module options come from the kernel command line as MODULE.OPTION=VALUE
+# (kvm_amd.nested=0), as modprobe would take them: busybox's insmod does
+# not look there itself.
+cmdline=$(cat /proc/cmdline)
 while read -r m; do
-    insmod "/lib/modules/$m" || fail "insmod $m failed"
+    name=$(basename "$m" .ko | tr - _)
+    opts=
+    for arg in $cmdline; do
+        case $arg in "$name".?*=*) opts="$opts ${arg#"$name".}" ;; esac
+    done
+    # shellcheck disable=SC2086 # one word per option
+    insmod "/lib/modules/$m" $opts || fail "insmod $m$opts failed"
 done < /lib/modules/load-order
 
 mkdir -p /host
