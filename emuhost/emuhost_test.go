@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -182,4 +183,31 @@ func TestHostStoppedError(t *testing.T) {
 		tail.Write([]byte("abcdefghij"))
 		assert.Equal(t, "456789abcdefghij", tail.String())
 	})
+}
+
+// TestRunHostLockup runs a fake QEMU that reports a lockup the way the
+// host's watchdog does and then hangs, as a locked-up host would.
+func TestRunHostLockup(t *testing.T) {
+	poll, grace := lockupPoll, lockupGrace
+	lockupPoll, lockupGrace = 50*time.Millisecond, 200*time.Millisecond
+	t.Cleanup(func() { lockupPoll, lockupGrace = poll, grace })
+
+	for _, tc := range []struct {
+		name, script string
+	}{
+		{"powers off", `echo "host cpu1 made no progress" > "$dir/lockup"; exit 0`},
+		{"hangs", `echo "host cpu1 made no progress" > "$dir/lockup"; exec sleep 60`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			qemu := filepath.Join(t.TempDir(), "qemu")
+			script := "#!/bin/sh\nfor a; do case $a in *emuhost.dir=*) dir=${a##*emuhost.dir=}; dir=${dir%% *} ;; esac; done\n" + tc.script + "\n"
+			require.NoError(t, os.WriteFile(qemu, []byte(script), 0o755))
+			start := time.Now()
+			_, err := Run(context.Background(), Image{Kernel: "k", Initrd: "i"}, Config{QEMU: qemu, RunDir: t.TempDir()}, []string{"true"})
+			var le *HostLockupError
+			require.ErrorAs(t, err, &le)
+			assert.Equal(t, "the emulated host locked up: host cpu1 made no progress", err.Error())
+			assert.Less(t, time.Since(start), 10*time.Second, "a hung QEMU is stopped")
+		})
+	}
 }

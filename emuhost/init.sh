@@ -67,6 +67,32 @@ chmod 1777 /host/run/emuhost-tmp
 [ -d /host/sys/fs/cgroup ] && mount -t cgroup2 cgroup2 /host/sys/fs/cgroup 2>/dev/null
 ip link set lo up 2>/dev/null
 
+# QEMU 7.2's software CPU can lock up one host CPU for good while kvm-amd
+# runs a nested guest on it (seen in about one in five runs of the vmtest
+# tests, which start many short VMs): that CPU stops taking interrupts, so
+# the command never ends and the kernel's own watchdogs, which need the
+# CPU's timer, say nothing. Its counters in /proc/stat stop with it, which
+# those of a busy or an idle CPU never do. After a minute of that, say so on
+# the console, leave the message in DIR/lockup for the runner, and power off.
+watchdog() {
+    prev= rounds=0
+    while sleep 10; do
+        now=$(grep '^cpu[0-9]' /proc/stat)
+        stopped=$(printf '%s\n%s\n' "$prev" "$now" | awk '
+            NF { t = 0; for (i = 2; i <= NF; i++) t += $i
+                 if ($1 in s) { if (s[$1] == t) printf "%s ", $1 } else s[$1] = t }')
+        prev=$now
+        if [ -z "$stopped" ]; then rounds=0; continue; fi
+        rounds=$((rounds + 1))
+        [ "$rounds" -ge 6 ] || continue
+        msg="host ${stopped% } made no progress for a minute: QEMU's software CPU locked up running a nested guest"
+        echo "emuhost: $msg" > /dev/console
+        echo "$msg" > "/host$dir/lockup"
+        off
+    done
+}
+watchdog &
+
 chroot /host /bin/sh "$dir/run.sh"
 echo $? > "/host$dir/status"
 off

@@ -136,9 +136,41 @@ func Run(ctx context.Context, img Image, cfg Config, argv []string) (int, error)
 	cmd.Stdout = io.MultiWriter(cfg.Stdout, tail)
 	stderr := &lineFilter{w: cfg.Stderr, drop: qemuNoise}
 	cmd.Stderr = stderr
-	runErr := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("%s: %w", qemu, err)
+	}
+	// The host's watchdog powers it off when one of its CPUs locks up;
+	// should the power off itself hang on that CPU, QEMU is stopped here.
+	done, watched := make(chan struct{}), make(chan struct{})
+	poll, grace := lockupPoll, lockupGrace
+	go func() {
+		defer close(watched)
+		tick := time.NewTicker(poll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if exists(filepath.Join(runDir, "lockup")) {
+					select {
+					case <-done:
+					case <-time.After(grace):
+						cmd.Process.Signal(syscall.SIGTERM)
+					}
+					return
+				}
+			}
+		}
+	}()
+	runErr := cmd.Wait()
+	close(done)
+	<-watched
 	stderr.Flush()
 
+	if msg, err := os.ReadFile(filepath.Join(runDir, "lockup")); err == nil {
+		return 0, &HostLockupError{Reason: strings.TrimSpace(string(msg))}
+	}
 	data, err := os.ReadFile(filepath.Join(runDir, "status"))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -376,3 +408,21 @@ func (t *consoleTail) Write(p []byte) (int, error) {
 }
 
 func (t *consoleTail) String() string { return strings.ReplaceAll(string(t.buf), "\r", "") }
+
+// lockupPoll is how often Run looks for the host watchdog's lockup report,
+// and lockupGrace how long the host then has to power itself off (variables
+// for the tests).
+var (
+	lockupPoll  = 2 * time.Second
+	lockupGrace = 15 * time.Second
+)
+
+// HostLockupError says the host's watchdog (its /init) found one of the
+// host's CPUs stopped for good: a lockup of QEMU's software CPU, not a fault
+// of the command, whose output so far is genuine but incomplete.
+type HostLockupError struct {
+	// Reason is the watchdog's report.
+	Reason string
+}
+
+func (e *HostLockupError) Error() string { return "the emulated host locked up: " + e.Reason }
