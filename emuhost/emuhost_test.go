@@ -131,13 +131,14 @@ func TestRunInEmulatedHost(t *testing.T) {
 	status, err := Run(context.Background(), img, Config{
 		Dir: dir, Env: []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "GREETING=hello 'host'"},
 		RunDir: filepath.Join(cache, "runs"), Stdout: &out, Stderr: &out,
-		// A module option on the host's command line reaches insmod.
+		// A module option on the host's command line reaches insmod;
+		// kvm-amd runs without nested paging by default (qemuArgs).
 		Append: "kvm_amd.nested=0",
 	}, []string{"sh", "-c", `echo "$GREETING"; cat in; echo; test -c /dev/kvm && echo kvm; ` +
-		`cat /sys/module/kvm_amd/parameters/nested; echo inside > out; exit 7`})
+		`cat /sys/module/kvm_amd/parameters/nested /sys/module/kvm_amd/parameters/npt; echo inside > out; exit 7`})
 	require.NoError(t, err, out.String())
 	assert.Equal(t, 7, status)
-	assert.Equal(t, "hello 'host'\nfrom outside\nkvm\n0\n", out.String())
+	assert.Equal(t, "hello 'host'\nfrom outside\nkvm\n0\nN\n", out.String())
 	got, err := os.ReadFile(filepath.Join(dir, "out"))
 	require.NoError(t, err)
 	assert.Equal(t, "inside\n", string(got), "the command writes this machine's files")
