@@ -97,9 +97,13 @@ func TestLineFilter(t *testing.T) {
 func TestQEMUArgs(t *testing.T) {
 	args := strings.Join(qemuArgs(Image{Kernel: "/k", Initrd: "/i"}, Config{CPUs: 3, Memory: "2G", Append: "foo=1"}, "/r", false), " ")
 	for _, want := range []string{"-accel tcg,thread=multi", "-cpu EPYC,+svm,+npt", "-smp 3", "-m 2G", "-kernel /k", "-initrd /i",
-		"emuhost.dir=/r", "quiet loglevel=1 foo=1", "stdio,id=console,signal=on", "path=/,mount_tag=host"} {
+		"emuhost.dir=/r", "kvm_amd.npt=0", "quiet loglevel=1 foo=1", "stdio,id=console,signal=on", "path=/,mount_tag=host",
+		"-monitor unix:/r/monitor,server=on,wait=off"} {
 		assert.Contains(t, args, want)
 	}
+	long := "/" + strings.Repeat("d", 100)
+	assert.NotContains(t, strings.Join(qemuArgs(Image{}, Config{}, long, false), " "), "-monitor",
+		"no monitor where its socket's path would not fit")
 	args = strings.Join(qemuArgs(Image{}, Config{}, "/r", true), " ")
 	assert.Contains(t, args, "-m "+DefaultMemory)
 	assert.Contains(t, args, "signal=off", "an interactive console sends Ctrl-C to the command")

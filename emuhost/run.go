@@ -225,7 +225,7 @@ func qemuArgs(img Image, cfg Config, runDir string, interactive bool) []string {
 	if interactive {
 		signal = "off" // Ctrl-C goes to the command, not to QEMU
 	}
-	return []string{
+	args := []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-accel", "tcg,thread=multi",
 		"-cpu", "EPYC,+svm,+npt",
@@ -235,6 +235,13 @@ func qemuArgs(img Image, cfg Config, runDir string, interactive bool) []string {
 		// This machine's whole file system, mounted by /init on /host.
 		"-virtfs", "local,path=/,mount_tag=host,security_model=none,multidevs=remap",
 	}
+	// QEMU's monitor, for a host that seems stuck: `echo 'info registers
+	// -a' | socat - UNIX-CONNECT:RUNDIR/monitor` shows where its CPUs are.
+	// A unix socket's path has room for 107 bytes (unix(7)).
+	if mon := filepath.Join(runDir, "monitor"); len(mon) < 108 {
+		args = append(args, "-monitor", "unix:"+mon+",server=on,wait=off")
+	}
+	return args
 }
 
 // qemuNoise matches QEMU's warnings about CPUID bits TCG does not
