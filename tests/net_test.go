@@ -304,7 +304,10 @@ func TestNet(t *testing.T) {
 }
 
 // TestNetBridge puts two guests on one bridge, as libvirt does with br0:
-// each pings the other.
+// each pings the other. Each also waits until the other has pinged it
+// (test=...,pinged) before it powers off: the first guest to reach the
+// other would otherwise be gone before the other's ping, and the other's
+// ping would fail for a reason that is not the network's.
 func TestNetBridge(t *testing.T) {
 	skipUnlessBoots(t)
 	dir := guestDir()
@@ -323,7 +326,7 @@ func TestNetBridge(t *testing.T) {
 		peer := []string{"10.0.2.16", "10.0.2.15"}[i]
 		waits = append(waits, netRun{name: fmt.Sprintf("net-bridge-%d", i), guest: g, ns: ns,
 			nets:    []string{fmt.Sprintf("tap=tap%d", i)},
-			cmdline: fmt.Sprintf("test=netup,ping initexit=poweroff netip=%s/24 netpeer=%s", self, peer),
+			cmdline: fmt.Sprintf("test=netup,ping,pinged initexit=poweroff netip=%s/24 netpeer=%s", self, peer),
 		}.start(t, gvmm, dir))
 	}
 	for i, wait := range waits {
@@ -333,6 +336,7 @@ func TestNetBridge(t *testing.T) {
 		assert.Equal(t, "0", v["GUEST-VERDICT"], res.con.tail(30))
 		peer := []string{"10.0.2.16", "10.0.2.15"}[i]
 		assert.Equal(t, peer+" ok", v["GUEST-NET-PING"], "guest %d reaches the other", i)
+		assert.Equal(t, "ok", v["GUEST-NET-PINGED"], "guest %d is reached by the other", i)
 	}
 }
 
