@@ -196,7 +196,7 @@ func (r netRun) start(t *testing.T, gvmm, dir string) func() netResult {
 		args = append(args, "--net", n)
 	}
 	// ip netns exec execs gvmm: the process is gvmm's.
-	cmd := exec.CommandContext(ctx, "ip", args...)
+	cmd := quitOnCancel(exec.CommandContext(ctx, "ip", args...))
 	cmd.Stdout = con
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -237,6 +237,17 @@ func (r netRun) start(t *testing.T, gvmm, dir string) func() netResult {
 		t.Logf("%s: gvmm exit %d; stderr:\n%s", r.name, res.status, res.stderr)
 		return res
 	}
+}
+
+// quitOnCancel makes cmd, a gvmm run, end with SIGQUIT when its context
+// ends: a Go program then prints every goroutine's stack on stderr, so a
+// run that hangs says where (the workers waiting for a kick, for the tap,
+// or a vCPU in KVM_RUN) before it is killed 30 s later.
+func quitOnCancel(cmd *exec.Cmd) *exec.Cmd {
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 30 * time.Second
+	return cmd
 }
 
 // netStatsLine is gvmm -v's summary of a network device.

@@ -38,9 +38,14 @@
 #   netrecv listen on NETPORT+1 with nc (GUEST-NET-LISTEN <port> first), then
 #           GUEST-NET-RECV-SUM <md5> <bytes> of what arrived
 #   netbench NETSIZE MiB of zeros to NETPEER:NETPORT with nc: GUEST-NET-BENCH-DONE
-# netup, ping, pinged, netsend, netrecv and netbench take NETIP, NETPEER,
-# NETPORT and NETSIZE from netip=, netpeer=, netport= and netsize= on the
-# command line.
+#   netbenchrecv listen on NETPORT+1 with nc (GUEST-NET-LISTEN <port> first) and
+#           throw away what arrives: GUEST-NET-BENCH-RECV-DONE
+#   netbench and netbenchrecv also print eth0's counters, the negotiated
+#   virtio features and the virtio interrupts (GUEST-NET-COUNTERS,
+#   GUEST-NET-FEATURES, GUEST-NET-IRQ lines)
+# netup, ping, pinged, netsend, netrecv, netbench and netbenchrecv take NETIP,
+# NETPEER, NETPORT and NETSIZE from netip=, netpeer=, netport= and netsize= on
+# the command line.
 # Verdict bits added here: 8 a test failed, 16 an unknown test.
 
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -250,10 +255,40 @@ test_netrecv() {
     echo "GUEST-NET-RECV-SUM ${md5%% *} $size"
 }
 
+# net_counters prints eth0's frame counters, the virtio feature bits its
+# driver negotiated, and its interrupts: what a benchmark compares between
+# VMMs.
+net_counters() {
+    line="GUEST-NET-COUNTERS $1"
+    for c in tx_packets tx_bytes rx_packets rx_bytes; do
+        read -r v < "/sys/class/net/eth0/statistics/$c"
+        line="$line $c=$v"
+    done
+    echo "$line"
+    for d in /sys/bus/virtio/devices/*; do
+        [ -e "$d/net/eth0" ] || continue
+        read -r f < "$d/features"
+        echo "GUEST-NET-FEATURES $f"
+    done
+    while read -r irq count rest; do
+        case $rest in *virtio*) echo "GUEST-NET-IRQ $irq $count ${rest##* }" ;; esac
+    done < /proc/interrupts
+}
+
 test_netbench() {
+    net_counters before-send
     dd if=/dev/zero bs=64k count=$((NETSIZE * 16)) 2>/dev/null | nc "$NETPEER" "$NETPORT" > /dev/null ||
         { echo "GUEST-NET-FAIL nc $NETPEER $NETPORT"; return 1; }
+    net_counters after-send
     echo "GUEST-NET-BENCH-DONE"
+}
+
+test_netbenchrecv() {
+    port=$((NETPORT + 1))
+    echo "GUEST-NET-LISTEN $port"
+    nc -l -p "$port" < /dev/null > /dev/null || { echo "GUEST-NET-FAIL nc -l $port"; return 1; }
+    net_counters after-recv
+    echo "GUEST-NET-BENCH-RECV-DONE"
 }
 
 test_virtio() {
@@ -294,6 +329,7 @@ for t in "$@"; do
         netsend) test_netsend || verdict=$((verdict | 8)) ;;
         netrecv) test_netrecv || verdict=$((verdict | 8)) ;;
         netbench) test_netbench || verdict=$((verdict | 8)) ;;
+        netbenchrecv) test_netbenchrecv || verdict=$((verdict | 8)) ;;
         *)      echo "GUEST-TEST-UNKNOWN $t"; verdict=$((verdict | 16)) ;;
     esac
 done
