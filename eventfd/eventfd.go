@@ -5,7 +5,8 @@
 //
 // An EventFD is a plain file descriptor owned by its value and closed only
 // by Close; it is never wrapped in an os.File, whose finalizer could close
-// it while KVM still has it registered.
+// it while KVM still has it registered. A Waiter, which waits through Go's
+// netpoller, wraps a duplicate of it instead.
 package eventfd
 
 import (
