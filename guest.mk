@@ -72,7 +72,7 @@ $(GUEST_D)/manifest.txt: $(addprefix $(GUEST_D)/,$(GUEST_FILES)) $(wildcard $(GU
 	@cat '$@'
 
 # /init: a static program without libc (guest/init/init.c).
-$(GUEST_D)/init: $(GUEST_SRC)/init/init.c $(GUEST_SRC)/init/build.sh | guest-tools
+$(GUEST_D)/init: $(GUEST_SRC)/init/init.c $(GUEST_SRC)/init/freestanding.h $(GUEST_SRC)/init/build.sh | guest-tools
 	@mkdir -p '$(@D)'
 	CC='$(GUEST_CC)' sh '$(GUEST_SRC)/init/build.sh' '$@'
 	@$(call guest_note,init,built from guest/init/init.c by guest/init/build.sh ($$($(GUEST_CC) --version | head -n 1)))

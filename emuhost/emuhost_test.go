@@ -97,9 +97,13 @@ func TestLineFilter(t *testing.T) {
 func TestQEMUArgs(t *testing.T) {
 	args := strings.Join(qemuArgs(Image{Kernel: "/k", Initrd: "/i"}, Config{CPUs: 3, Memory: "2G", Append: "foo=1"}, "/r", false), " ")
 	for _, want := range []string{"-accel tcg,thread=multi", "-cpu EPYC,+svm,+npt", "-smp 3", "-m 2G", "-kernel /k", "-initrd /i",
-		"emuhost.dir=/r", "quiet loglevel=1 foo=1", "stdio,id=console,signal=on", "path=/,mount_tag=host"} {
+		"emuhost.dir=/r", "kvm_amd.npt=0", "quiet loglevel=1 foo=1", "stdio,id=console,signal=on", "path=/,mount_tag=host",
+		"-monitor unix:/r/monitor,server=on,wait=off"} {
 		assert.Contains(t, args, want)
 	}
+	long := "/" + strings.Repeat("d", 100)
+	assert.NotContains(t, strings.Join(qemuArgs(Image{}, Config{}, long, false), " "), "-monitor",
+		"no monitor where its socket's path would not fit")
 	args = strings.Join(qemuArgs(Image{}, Config{}, "/r", true), " ")
 	assert.Contains(t, args, "-m "+DefaultMemory)
 	assert.Contains(t, args, "signal=off", "an interactive console sends Ctrl-C to the command")
@@ -131,13 +135,14 @@ func TestRunInEmulatedHost(t *testing.T) {
 	status, err := Run(context.Background(), img, Config{
 		Dir: dir, Env: []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "GREETING=hello 'host'"},
 		RunDir: filepath.Join(cache, "runs"), Stdout: &out, Stderr: &out,
-		// A module option on the host's command line reaches insmod.
+		// A module option on the host's command line reaches insmod;
+		// kvm-amd runs without nested paging by default (qemuArgs).
 		Append: "kvm_amd.nested=0",
 	}, []string{"sh", "-c", `echo "$GREETING"; cat in; echo; test -c /dev/kvm && echo kvm; ` +
-		`cat /sys/module/kvm_amd/parameters/nested; echo inside > out; exit 7`})
+		`cat /sys/module/kvm_amd/parameters/nested /sys/module/kvm_amd/parameters/npt; echo inside > out; exit 7`})
 	require.NoError(t, err, out.String())
 	assert.Equal(t, 7, status)
-	assert.Equal(t, "hello 'host'\nfrom outside\nkvm\n0\n", out.String())
+	assert.Equal(t, "hello 'host'\nfrom outside\nkvm\n0\nN\n", out.String())
 	got, err := os.ReadFile(filepath.Join(dir, "out"))
 	require.NoError(t, err)
 	assert.Equal(t, "inside\n", string(got), "the command writes this machine's files")

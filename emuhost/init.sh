@@ -68,8 +68,9 @@ chmod 1777 /host/run/emuhost-tmp
 ip link set lo up 2>/dev/null
 
 # QEMU 7.2's software CPU can lock up one host CPU for good while kvm-amd
-# runs a nested guest on it (seen in about one in five runs of the vmtest
-# tests, which start many short VMs): that CPU stops taking interrupts, so
+# runs a nested guest on it (with nested paging, in about one in three runs
+# of the vmtest tests, which start many short VMs; emuhost now turns nested
+# paging off, and this stays as a guard): that CPU stops taking interrupts, so
 # the command never ends and the kernel's own watchdogs, which need the
 # CPU's timer, say nothing. Its counters in /proc/stat stop with it, which
 # those of a busy or an idle CPU never do. After a minute of that, say so on

@@ -78,3 +78,16 @@ type Interrupt interface {
 	// NotifyConfig sends a configuration change notification.
 	NotifyConfig()
 }
+
+// ReadConfig copies the device configuration space config at off into
+// data, for Device.ReadConfig: bytes past its end read as zero, whatever
+// offset and length the driver asks for.
+func ReadConfig(config []byte, off uint64, data []byte) {
+	for i := range data {
+		if o := off + uint64(i); o >= off && o < uint64(len(config)) {
+			data[i] = config[o]
+		} else {
+			data[i] = 0
+		}
+	}
+}

@@ -15,7 +15,7 @@
  * build flags work (guest/init/build.sh) and it starts in a few system calls.
  */
 
-typedef unsigned long size_t;
+#include "../init/freestanding.h"
 
 enum {
 	SYS_write = 1, SYS_open = 2, SYS_close = 3, SYS_lseek = 8,
@@ -24,30 +24,6 @@ enum {
 };
 enum { O_RDONLY = 0, O_WRONLY = 1, O_DIRECT = 040000, O_CLOEXEC = 02000000 };
 enum { SEEK_END = 2, CLOCK_MONOTONIC = 1 };
-
-static long sys6(long n, long a, long b, long c, long d, long e, long f)
-{
-	register long r10 __asm__("r10") = d;
-	register long r8 __asm__("r8") = e;
-	register long r9 __asm__("r9") = f;
-	long ret;
-
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-#define sys3(n, a, b, c) sys6(n, (long)(a), (long)(b), (long)(c), 0, 0, 0)
-#define sys4(n, a, b, c, d) sys6(n, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
-
-void *memset(void *d, int c, size_t n)
-{
-	unsigned char *p = d;
-	while (n--)
-		*p++ = (unsigned char)c;
-	return d;
-}
 
 #define BLOCK (1L << 20)
 #define SMALL 4096L

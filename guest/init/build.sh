@@ -1,7 +1,8 @@
 #!/bin/sh
-# build.sh OUTPUT: compile init.c into a tiny static x86-64 program with no libc.
-# Used by guest.mk and by the Go test guest/initramfs (TestInitBinary), so the
-# flags live in one place. CC overrides the compiler (default gcc).
+# build.sh OUTPUT [SOURCE]: compile SOURCE (default init.c here) into a tiny
+# static x86-64 program with no libc. Used by guest.mk, by the Go test
+# guest/initramfs (TestInitBinary) and, for ../blkbench, by its build.sh, so
+# the flags live in one place. CC overrides the compiler (default gcc).
 #
 # Why these flags:
 #   -static -nostdlib -ffreestanding  no libc, no startup files, no dynamic loader
@@ -15,8 +16,9 @@
 #   -s, --build-id=none, --gc-sections
 #                                     drop everything the program does not run
 set -eu
-out=${1:?usage: build.sh OUTPUT}
+out=${1:?usage: build.sh OUTPUT [SOURCE]}
 here=$(cd "$(dirname "$0")" && pwd)
+src=${2:-$here/init.c}
 ${CC:-gcc} -Os -Wall -Wextra \
     -static -nostdlib -ffreestanding -fno-builtin \
     -fno-pie -no-pie -fno-stack-protector \
@@ -25,5 +27,5 @@ ${CC:-gcc} -Os -Wall -Wextra \
     -ffunction-sections -fdata-sections \
     -Wl,--gc-sections -Wl,--build-id=none -Wl,-z,noseparate-code \
     -Wl,-z,norelro -Wl,-z,noexecstack -s \
-    -o "$out.tmp" "$here/init.c"
+    -o "$out.tmp" "$src"
 mv "$out.tmp" "$out"

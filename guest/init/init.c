@@ -26,7 +26,7 @@
  * Build (guest/init/build.sh): gcc -static -nostdlib -ffreestanding -Os ...
  */
 
-typedef unsigned long size_t;
+#include "freestanding.h"
 
 /* x86-64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
 enum {
@@ -65,42 +65,6 @@ enum {
 	V_UNKNOWN = 16, /* test.sh: unknown test name */
 	V_EXEC = 32,  /* exec of /bin/busybox sh /test.sh failed */
 };
-
-static long sys6(long n, long a, long b, long c, long d, long e, long f)
-{
-	register long r10 __asm__("r10") = d;
-	register long r8 __asm__("r8") = e;
-	register long r9 __asm__("r9") = f;
-	long ret;
-
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-			 : "rcx", "r11", "memory");
-	return ret; /* -errno on failure */
-}
-#define sys3(n, a, b, c) sys6(n, (long)(a), (long)(b), (long)(c), 0, 0, 0)
-#define sys4(n, a, b, c, d) sys6(n, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
-#define sys5(n, a, b, c, d, e) \
-	sys6(n, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
-
-/* gcc may emit calls to these even with -ffreestanding. */
-void *memset(void *d, int c, size_t n)
-{
-	unsigned char *p = d;
-	while (n--)
-		*p++ = (unsigned char)c;
-	return d;
-}
-
-void *memcpy(void *d, const void *s, size_t n)
-{
-	unsigned char *p = d;
-	const unsigned char *q = s;
-	while (n--)
-		*p++ = *q++;
-	return d;
-}
 
 static int verdict;
 

@@ -229,15 +229,7 @@ func (d *Device) MaxQueueSize() uint16 { return d.cfg.QueueSize }
 func (d *Device) ConfigSize() int { return configSize }
 
 // ReadConfig implements virtio.Device.
-func (d *Device) ReadConfig(off uint64, data []byte) {
-	for i := range data {
-		if o := off + uint64(i); o < configSize {
-			data[i] = d.config[o]
-		} else {
-			data[i] = 0
-		}
-	}
-}
+func (d *Device) ReadConfig(off uint64, data []byte) { virtio.ReadConfig(d.config[:], off, data) }
 
 // WriteConfig implements virtio.Device: a modern driver writes no field
 // (section 5.1.4.2; the MAC is writable only through the legacy

@@ -216,6 +216,23 @@ func (x *IO) rw(fd int, bufs [][]byte, off uint64, write bool) error {
 }
 
 func (x *IO) syscall(fd int, iov []unix.Iovec, off uint64, write bool) (uint64, error) {
+	if len(iov) == 1 {
+		// One buffer (a 4 KiB request, or one whose guest pages are
+		// contiguous): pread(2)/pwrite(2) hand the kernel the buffer
+		// itself, which it takes faster than a one-entry iovec array
+		// it must copy in and check (about a quarter of the system
+		// call's cost for 4 KiB from the page cache, measured by
+		// BenchmarkRequests).
+		nr := uintptr(unix.SYS_PREAD64)
+		if write {
+			nr = unix.SYS_PWRITE64
+		}
+		r, _, errno := unix.Syscall6(nr, uintptr(fd), uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len), uintptr(off), 0, 0)
+		if errno != 0 {
+			return 0, errno
+		}
+		return uint64(r), nil
+	}
 	nr := uintptr(unix.SYS_PREADV)
 	if write {
 		nr = unix.SYS_PWRITEV
