@@ -82,8 +82,10 @@ func (w *Waiter) Wait() (uint64, error) {
 func (w *Waiter) readCounter(fd uintptr) bool {
 	for {
 		// eventfd(2): a read of 8 bytes returns the counter and resets
-		// it; EAGAIN while it is zero.
-		n, _, errno := unix.Syscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&w.buf[0])), 8)
+		// it; EAGAIN while it is zero. The descriptor is non-blocking,
+		// so the read never sleeps: a RawSyscall keeps the goroutine's
+		// P (see Signal).
+		n, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&w.buf[0])), 8)
 		switch errno {
 		case 0:
 			if n != 8 {
