@@ -5,7 +5,8 @@
 //
 // An EventFD is a plain file descriptor owned by its value and closed only
 // by Close; it is never wrapped in an os.File, whose finalizer could close
-// it while KVM still has it registered.
+// it while KVM still has it registered. A Waiter, which waits through Go's
+// netpoller, wraps a duplicate of it instead.
 package eventfd
 
 import (
@@ -57,10 +58,16 @@ func (e *EventFD) Signal() error {
 	}
 	// eventfd(2): a write adds the 8-byte native-endian value to the
 	// counter. The value lives on the stack; its address goes to the
-	// kernel only for the duration of the call.
+	// kernel only for the duration of the call. The descriptor is
+	// non-blocking, so the write never sleeps: it is a RawSyscall, which
+	// keeps the goroutine's P. With syscall.Syscall, a call that the
+	// scheduler's monitor sees running for 20 µs (an interrupt injected
+	// through KVM's irqfd on a slow host) has its P handed to another
+	// thread, woken for nothing, and the caller waits for a P when it
+	// returns.
 	one := uint64(1)
 	for {
-		_, _, errno := unix.Syscall(unix.SYS_WRITE, uintptr(e.fd), uintptr(unsafe.Pointer(&one)), 8)
+		_, _, errno := unix.RawSyscall(unix.SYS_WRITE, uintptr(e.fd), uintptr(unsafe.Pointer(&one)), 8)
 		switch errno {
 		case 0, unix.EAGAIN:
 			return nil

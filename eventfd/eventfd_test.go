@@ -65,3 +65,60 @@ func TestClosed(t *testing.T) {
 	_, err = e.Wait(e)
 	assert.ErrorIs(t, err, ErrClosed)
 }
+
+func TestWaiter(t *testing.T) {
+	e, err := New()
+	require.NoError(t, err)
+	defer e.Close()
+	w, err := e.NewWaiter()
+	require.NoError(t, err)
+	defer w.Close()
+
+	type result struct {
+		n   uint64
+		err error
+	}
+	done := make(chan result)
+	wait := func() { n, err := w.Wait(); done <- result{n, err} }
+
+	require.NoError(t, e.Signal())
+	require.NoError(t, e.Signal())
+	go wait()
+	r := <-done
+	require.NoError(t, r.err)
+	assert.Equal(t, uint64(2), r.n, "a counter signalled before Wait")
+	assert.False(t, e.Signalled(), "Wait consumed the counter")
+
+	go wait()
+	select {
+	case <-done:
+		t.Fatal("Wait returned with the counter at zero")
+	case <-time.After(20 * time.Millisecond):
+	}
+	require.NoError(t, e.Signal())
+	r = <-done
+	require.NoError(t, r.err)
+	assert.Equal(t, uint64(1), r.n, "woken by a signal")
+
+	go wait()
+	time.Sleep(10 * time.Millisecond)
+	require.NoError(t, w.Stop())
+	r = <-done
+	assert.ErrorIs(t, r.err, ErrStopped, "woken by Stop")
+	require.NoError(t, e.Signal())
+	_, err = w.Wait()
+	assert.ErrorIs(t, err, ErrStopped, "stopped for good")
+
+	require.NoError(t, w.Close())
+	assert.NoError(t, e.Signal(), "closing the waiter leaves the eventfd open")
+	assert.True(t, e.Signalled())
+	assert.GreaterOrEqual(t, e.FD(), 0)
+}
+
+func TestWaiterOfClosed(t *testing.T) {
+	e, err := New()
+	require.NoError(t, err)
+	require.NoError(t, e.Close())
+	_, err = e.NewWaiter()
+	assert.ErrorIs(t, err, ErrClosed)
+}

@@ -31,7 +31,8 @@ import (
 // above 1 is faster) over all rounds and the median of each round's ratio
 // (the emulated KVM host's speed swings with the load of the machine, and
 // the two VMMs of one round run minutes apart at most), and gvmm's exits
-// to userspace per MiB during each transfer (from its --stats-socket).
+// to userspace per MiB during each transfer (from its --stats-socket), and
+// each VMM's CPU time outside the guest per MiB (from /proc).
 // GVMM_NET_ROUNDS sets the number of rounds (2 by default). Run with
 // -test.benchtime=1x: each round boots two guests.
 func BenchmarkTCPvsQEMU(b *testing.B) {
@@ -112,6 +113,16 @@ func BenchmarkTCPvsQEMU(b *testing.B) {
 	b.ReportMetric(median(rxRatios), "x-qemu-rx-median")
 	b.ReportMetric(float64(gvmmRes.sendExits)/total, "tx-exits/MiB")
 	b.ReportMetric(float64(gvmmRes.recvExits)/total, "rx-exits/MiB")
+	// CPU outside the guest, per MiB, in milliseconds, where every run
+	// could be measured.
+	for _, m := range []struct {
+		name string
+		c    vmmCPU
+	}{{"gvmm-tx", gvmmRes.sendCPU}, {"qemu-tx", qemuRes.sendCPU}, {"gvmm-rx", gvmmRes.recvCPU}, {"qemu-rx", qemuRes.recvCPU}} {
+		if m.c.ok {
+			b.ReportMetric(float64((m.c.vCPU+m.c.devices).Milliseconds())/total, m.name+"-cpu-ms/MiB")
+		}
+	}
 }
 
 // benchResult is one VMM's transfers: guest to host (send) and host to
@@ -119,6 +130,11 @@ func BenchmarkTCPvsQEMU(b *testing.B) {
 type benchResult struct {
 	send, recv           time.Duration
 	sendExits, recvExits uint64
+	// sendCPU and recvCPU are the CPU time the VMM's threads spent
+	// outside the guest during each transfer.
+	sendCPU, recvCPU vmmCPU
+	// n counts the results added up.
+	n int
 }
 
 func (r *benchResult) add(o benchResult) {
@@ -126,6 +142,83 @@ func (r *benchResult) add(o benchResult) {
 	r.recv += o.recv
 	r.sendExits += o.sendExits
 	r.recvExits += o.recvExits
+	if r.n == 0 {
+		r.sendCPU, r.recvCPU = o.sendCPU, o.recvCPU
+	} else {
+		r.sendCPU, r.recvCPU = r.sendCPU.plus(o.sendCPU), r.recvCPU.plus(o.recvCPU)
+	}
+	r.n++
+}
+
+// vmmCPU is the CPU time a VMM's threads have spent outside their guest
+// so far: vCPU is that of the threads that ran the guest (KVM's handling
+// of exits, in the host kernel), devices that of the others (device
+// emulation, the tap, the host's network stack on their behalf).
+type vmmCPU struct {
+	ok            bool
+	vCPU, devices time.Duration
+}
+
+// readVMMCPU reads process pid's threads' CPU time outside their guest:
+// utime + stime - guest_time (proc(5), /proc/PID/task/TID/stat fields 14,
+// 15 and 43, in clock ticks of 1/100 s). ok is false once the process is
+// gone.
+func readVMMCPU(pid int) vmmCPU {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return vmmCPU{}
+	}
+	c := vmmCPU{ok: true}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			return vmmCPU{}
+		}
+		// The command name (field 2) is in parentheses and may hold
+		// spaces: count fields from the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			return vmmCPU{}
+		}
+		f := strings.Fields(string(b[i+1:])) // f[0] is field 3
+		if len(f) < 41 {
+			return vmmCPU{}
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		guest, _ := strconv.ParseInt(f[40], 10, 64)
+		d := time.Duration(utime+stime-guest) * 10 * time.Millisecond
+		if guest > 0 {
+			c.vCPU += d
+		} else {
+			c.devices += d
+		}
+	}
+	return c
+}
+
+// since returns the CPU time spent from before to c, with ok false if
+// either is unknown.
+func (c vmmCPU) since(before vmmCPU) vmmCPU {
+	if !c.ok || !before.ok {
+		return vmmCPU{}
+	}
+	return vmmCPU{ok: true, vCPU: c.vCPU - before.vCPU, devices: c.devices - before.devices}
+}
+
+// plus adds o to c; the sum is unknown if either is.
+func (c vmmCPU) plus(o vmmCPU) vmmCPU {
+	if !c.ok || !o.ok {
+		return vmmCPU{}
+	}
+	return vmmCPU{ok: true, vCPU: c.vCPU + o.vCPU, devices: c.devices + o.devices}
+}
+
+func (c vmmCPU) String() string {
+	if !c.ok {
+		return "unknown CPU time (the VMM had ended)"
+	}
+	return fmt.Sprintf("CPU outside the guest %v in vCPU threads, %v in the others", c.vCPU, c.devices)
 }
 
 // benchOne runs one guest in ns and returns how long its transfers took,
@@ -173,11 +266,12 @@ func benchOne(b *testing.B, ns netns, who string, round int, args []string, sock
 			r.err = err
 			return
 		}
-		before := exits()
+		before, cpu := exits(), readVMMCPU(cmd.Process.Pid)
 		start := time.Now()
 		r.sent, err = io.Copy(io.Discard, c)
 		r.res.send = time.Since(start)
 		r.res.sendExits = exits() - before
+		r.res.sendCPU = readVMMCPU(cmd.Process.Pid).since(cpu)
 		c.Close()
 		if err != nil {
 			r.err = fmt.Errorf("guest to host: %w", err)
@@ -190,7 +284,7 @@ func benchOne(b *testing.B, ns netns, who string, round int, args []string, sock
 			return
 		}
 		defer conn.Close()
-		before = exits()
+		before, cpu = exits(), readVMMCPU(cmd.Process.Pid)
 		start = time.Now()
 		zeros := make([]byte, 1<<20)
 		for range mib {
@@ -212,6 +306,7 @@ func benchOne(b *testing.B, ns netns, who string, round int, args []string, sock
 		}
 		r.res.recv = time.Since(start)
 		r.res.recvExits = exits() - before
+		r.res.recvCPU = readVMMCPU(cmd.Process.Pid).since(cpu)
 	}()
 	werr := cmd.Wait()
 	require.NoError(b, werr, "%s: %s\n%s", who, stderr.String(), con.tail(20))
@@ -230,9 +325,10 @@ func benchOne(b *testing.B, ns netns, who string, round int, args []string, sock
 		name  string
 		took  time.Duration
 		exits uint64
-	}{{"guest to host", r.res.send, r.res.sendExits}, {"host to guest", r.res.recv, r.res.recvExits}} {
-		b.Logf("%s round %d: %s %d MiB in %v (%.2f MiB/s), %d exits to userspace", who, round, d.name, mib,
-			d.took.Round(time.Millisecond), float64(mib)/d.took.Seconds(), d.exits)
+		cpu   vmmCPU
+	}{{"guest to host", r.res.send, r.res.sendExits, r.res.sendCPU}, {"host to guest", r.res.recv, r.res.recvExits, r.res.recvCPU}} {
+		b.Logf("%s round %d: %s %d MiB in %v (%.2f MiB/s), %d exits to userspace, %v", who, round, d.name, mib,
+			d.took.Round(time.Millisecond), float64(mib)/d.took.Seconds(), d.exits, d.cpu)
 	}
 	// What the guest saw: frames, features, interrupts.
 	for _, line := range strings.Split(con.String(), "\n") {

@@ -18,9 +18,10 @@
 // only sends the guest what it agreed to take.
 //
 // Transmit runs on the transmit queue's kick (an ioeventfd, no exit to
-// userspace): a worker takes every chain, checks its header (ParseTX),
-// and writes header and frame to the tap with one writev straight from
-// guest memory (the header from the checked copy). Receive runs on a
+// userspace, waited for through Go's netpoller): a worker takes every
+// chain, checks its header (ParseTX), and writes header and frame to the
+// tap with one writev straight from guest memory (the header from the
+// checked copy). Receive runs on a
 // goroutine that reads the tap through Go's netpoller (no signals, no
 // polling ticker) with one readv straight into the driver's receive
 // buffers: the device holds enough of them to take the largest frame, and
@@ -145,11 +146,14 @@ type Device struct {
 	features uint64
 	config   [configSize]byte
 
-	mu   sync.Mutex
-	stop *eventfd.EventFD
-	wg   sync.WaitGroup
-	rx   *receiver
-	tx   *transmitter
+	mu sync.Mutex
+	// active is set from Activate to Reset; waiters are the workers'
+	// kick waiters, which Reset stops.
+	active  bool
+	waiters []*eventfd.Waiter
+	wg      sync.WaitGroup
+	rx      *receiver
+	tx      *transmitter
 
 	c counters
 	// lastErr is the last backend error, for diagnostics.
@@ -284,7 +288,7 @@ func guestOffloads(features uint64) Offloads {
 func (d *Device) Activate(a virtio.Activation) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop != nil {
+	if d.active {
 		return errors.New("virtio-net: activated twice")
 	}
 	if len(a.Queues) != 2 {
@@ -296,41 +300,62 @@ func (d *Device) Activate(a virtio.Activation) error {
 	if err := d.cfg.Backend.SetDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("virtio-net: %w", err)
 	}
-	stop, err := eventfd.New()
-	if err != nil {
-		return fmt.Errorf("virtio-net: %w", err)
+	// The workers wait for kicks through the netpoller, as the receiver
+	// waits for the tap: a parked worker holds no P, so the goroutine a
+	// kick or a frame wakes runs at once.
+	var kicks [2]*eventfd.Waiter
+	for i, q := range a.Queues {
+		if q.Queue == nil {
+			continue
+		}
+		w, err := q.Kick.NewWaiter()
+		if err != nil {
+			d.closeWaiters()
+			return fmt.Errorf("virtio-net queue %d: %w", i, err)
+		}
+		kicks[i] = w
+		d.waiters = append(d.waiters, w)
 	}
-	d.stop = stop
+	d.active = true
 	if q := a.Queues[rxQueue]; q.Queue != nil {
-		d.rx = newReceiver(d, q, a)
+		d.rx = newReceiver(d, q, kicks[rxQueue], a)
 		if !d.cfg.ManualReceive {
 			d.wg.Add(1)
-			go d.rx.run(stop)
+			go d.rx.run()
 		}
 	}
 	if q := a.Queues[txQueue]; q.Queue != nil {
-		d.tx = newTransmitter(d, q, a)
+		d.tx = newTransmitter(d, q, kicks[txQueue], a)
 		d.wg.Add(1)
-		go d.tx.run(stop)
+		go d.tx.run()
 	}
 	return nil
 }
 
-// Reset implements virtio.Device: it wakes the workers, from the kick
-// eventfds and from the backend, and waits for them. Receive buffers the
+func (d *Device) closeWaiters() {
+	for _, w := range d.waiters {
+		w.Close()
+	}
+	d.waiters = nil
+}
+
+// Reset implements virtio.Device: it wakes the workers, from their kick
+// waiters and from the backend, and waits for them. Receive buffers the
 // device held are simply forgotten, as the reset forgets the queues.
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stop == nil {
+	if !d.active {
 		return
 	}
-	_ = d.stop.Signal()
+	for _, w := range d.waiters {
+		_ = w.Stop()
+	}
 	_ = d.cfg.Backend.SetDeadline(time.Unix(1, 0))
 	d.wg.Wait()
 	d.rx, d.tx = nil, nil
-	d.stop.Close()
-	d.stop = nil
+	d.closeWaiters()
+	d.active = false
 }
 
 // Stats returns the device's counters.
@@ -360,13 +385,13 @@ func (d *Device) backendError(err error) { d.lastErr.Store(&err) }
 // reset. The driver's interrupt is settled before it returns.
 func (d *Device) Receive(frames int) error {
 	d.mu.Lock()
-	r, stop := d.rx, d.stop
+	r := d.rx
 	d.mu.Unlock()
 	if r == nil || !d.cfg.ManualReceive {
 		return errors.New("virtio-net: Receive needs an active device with ManualReceive")
 	}
 	for range frames {
-		if err := r.receive(stop); err != nil {
+		if err := r.receive(); err != nil {
 			return err
 		}
 	}

@@ -41,7 +41,7 @@ type rxChain struct {
 type receiver struct {
 	d         *Device
 	q         *virtio.Queue
-	kick      *eventfd.EventFD
+	kick      *eventfd.Waiter
 	irq       virtio.Interrupt
 	fail      func(error)
 	mergeable bool
@@ -69,8 +69,8 @@ type receiver struct {
 	recent uint64
 }
 
-func newReceiver(d *Device, aq virtio.ActiveQueue, a virtio.Activation) *receiver {
-	r := &receiver{d: d, q: aq.Queue, kick: aq.Kick, irq: a.Interrupt, fail: a.Fail,
+func newReceiver(d *Device, aq virtio.ActiveQueue, kick *eventfd.Waiter, a virtio.Activation) *receiver {
+	r := &receiver{d: d, q: aq.Queue, kick: kick, irq: a.Interrupt, fail: a.Fail,
 		mergeable: a.Features&FeatureMrgRxBuf != 0,
 		held:      make([]rxChain, aq.Queue.Size()),
 		spill:     make([]byte, HeaderSize+MaxFrame)}
@@ -78,10 +78,10 @@ func newReceiver(d *Device, aq virtio.ActiveQueue, a virtio.Activation) *receive
 	return r
 }
 
-func (r *receiver) run(stop *eventfd.EventFD) {
+func (r *receiver) run() {
 	defer r.d.wg.Done()
 	for {
-		if err := r.receive(stop); err != nil {
+		if err := r.receive(); err != nil {
 			return
 		}
 	}
@@ -142,18 +142,16 @@ func (r *receiver) take(want uint64) error {
 
 // waitBuffers waits until the driver makes receive buffers available
 // (its kick), with notifications on while it waits (section 2.7.10).
-func (r *receiver) waitBuffers(stop *eventfd.EventFD) error {
+func (r *receiver) waitBuffers() error {
 	r.flushIRQ()
 	if r.q.EnableNotifications() {
 		r.q.DisableNotifications()
 		return nil
 	}
-	stopped, err := r.kick.Wait(stop)
-	if stopped {
-		return errStopped
-	}
-	if err != nil {
-		r.fail(fmt.Errorf("virtio-net receive queue: %w", err))
+	if _, err := r.kick.Wait(); err != nil {
+		if !errors.Is(err, eventfd.ErrStopped) {
+			r.fail(fmt.Errorf("virtio-net receive queue: %w", err))
+		}
 		return errStopped
 	}
 	r.q.DisableNotifications()
@@ -162,18 +160,18 @@ func (r *receiver) waitBuffers(stop *eventfd.EventFD) error {
 
 // waitStop parks a worker whose queue broke until the reset; kicks are
 // ignored.
-func (r *receiver) waitStop(stop *eventfd.EventFD) error {
+func (r *receiver) waitStop() error {
 	for {
-		if stopped, err := r.kick.Wait(stop); stopped || err != nil {
+		if _, err := r.kick.Wait(); err != nil {
 			return errStopped
 		}
 	}
 }
 
 // receive reads one frame into the driver's buffers and completes it.
-func (r *receiver) receive(stop *eventfd.EventFD) error {
+func (r *receiver) receive() error {
 	if r.broken {
-		return r.waitStop(stop)
+		return r.waitStop()
 	}
 	// Buffers first: without any, the frame stays in the backend (a tap
 	// queues, then drops, as a full NIC ring does).
@@ -184,7 +182,7 @@ func (r *receiver) receive(stop *eventfd.EventFD) error {
 		if r.count > 0 {
 			break
 		}
-		if err := r.waitBuffers(stop); err != nil {
+		if err := r.waitBuffers(); err != nil {
 			return err
 		}
 	}
@@ -249,7 +247,7 @@ func (r *receiver) receive(stop *eventfd.EventFD) error {
 			return err
 		}
 		if r.count == before {
-			if err := r.waitBuffers(stop); err != nil {
+			if err := r.waitBuffers(); err != nil {
 				return err
 			}
 		}

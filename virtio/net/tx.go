@@ -14,7 +14,7 @@ import (
 type transmitter struct {
 	d        *Device
 	q        *virtio.Queue
-	kick     *eventfd.EventFD
+	kick     *eventfd.Waiter
 	irq      virtio.Interrupt
 	fail     func(error)
 	features uint64
@@ -27,23 +27,21 @@ type transmitter struct {
 	broken bool
 }
 
-func newTransmitter(d *Device, aq virtio.ActiveQueue, a virtio.Activation) *transmitter {
-	return &transmitter{d: d, q: aq.Queue, kick: aq.Kick, irq: a.Interrupt, fail: a.Fail, features: a.Features}
+func newTransmitter(d *Device, aq virtio.ActiveQueue, kick *eventfd.Waiter, a virtio.Activation) *transmitter {
+	return &transmitter{d: d, q: aq.Queue, kick: kick, irq: a.Interrupt, fail: a.Fail, features: a.Features}
 }
 
-func (t *transmitter) run(stop *eventfd.EventFD) {
+func (t *transmitter) run() {
 	defer t.d.wg.Done()
 	// Chains made available before the device started are not lost.
 	t.mu.Lock()
 	stopped := t.process()
 	t.mu.Unlock()
 	for !stopped {
-		s, err := t.kick.Wait(stop)
-		if s {
-			return
-		}
-		if err != nil {
-			t.fail(fmt.Errorf("virtio-net transmit queue: %w", err))
+		if _, err := t.kick.Wait(); err != nil {
+			if !errors.Is(err, eventfd.ErrStopped) {
+				t.fail(fmt.Errorf("virtio-net transmit queue: %w", err))
+			}
 			return
 		}
 		t.mu.Lock()

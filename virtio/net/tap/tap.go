@@ -245,10 +245,18 @@ func (t *Tap) ReadFrame(bufs [][]byte, idle func()) (int, error) {
 }
 
 // readv is the RawConn callback of ReadFrame: it returns false to wait
-// for the descriptor to become readable.
+// for the descriptor to become readable. The descriptor is non-blocking,
+// so the call never sleeps: it is a RawSyscall, which keeps the goroutine's
+// P instead of handing it to the scheduler (entersyscall). With
+// syscall.Syscall, a call that the scheduler's monitor finds running for
+// 20 µs (a 64 KiB segment through the host's stack, or any call on a slow
+// host) has its P taken away and handed to another thread, which is woken,
+// finds nothing to do and sleeps again, and the caller must get a P back
+// when it returns: several wake-ups and system calls per frame, for no
+// blocking.
 func (t *Tap) readv(fd uintptr) bool {
 	for {
-		n, _, errno := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&t.rdIOV[0])), uintptr(len(t.rdIOV)))
+		n, _, errno := unix.RawSyscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&t.rdIOV[0])), uintptr(len(t.rdIOV)))
 		switch errno {
 		case 0:
 			t.rdN = int(n)
@@ -283,9 +291,11 @@ func (t *Tap) WriteFrame(bufs [][]byte) (int, error) {
 	return t.wrN, nil
 }
 
+// writev is the RawConn callback of WriteFrame; a RawSyscall, as readv's
+// (the descriptor is non-blocking: a full queue says EAGAIN).
 func (t *Tap) writev(fd uintptr) bool {
 	for {
-		n, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.wrIOV[0])), uintptr(len(t.wrIOV)))
+		n, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&t.wrIOV[0])), uintptr(len(t.wrIOV)))
 		switch errno {
 		case 0:
 			t.wrN = int(n)
