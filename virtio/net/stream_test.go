@@ -51,19 +51,24 @@ func streamFrames(n int, maxLen int) [][]byte {
 	return out
 }
 
+// notifyModes are the two ways a driver and the device tell each other
+// when to notify (virtio 1.2 sections 2.7.7 and 2.7.10): used and avail event indexes
+// (VIRTIO_F_EVENT_IDX), or the NO_NOTIFY and NO_INTERRUPT flags.
+var notifyModes = []struct {
+	name     string
+	features uint64
+}{
+	{"EVENT_IDX", allFeatures},
+	{"flags", allFeatures &^ virtio.FeatureEventIdx},
+}
+
 // TestReceiveStreamLinuxDriver streams frames of every size through the
 // receive worker to a driver that posts Linux's smallest mergeable buffers
 // (1536 bytes), refills only when more than half a NAPI budget of them is
 // free, kicks only when the device asks, and handles interrupts as NAPI
 // does. Every frame must arrive whole and in order.
 func TestReceiveStreamLinuxDriver(t *testing.T) {
-	for _, c := range []struct {
-		name     string
-		features uint64
-	}{
-		{"EVENT_IDX", allFeatures},
-		{"flags", allFeatures &^ virtio.FeatureEventIdx},
-	} {
+	for _, c := range notifyModes {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRig(t, c.features, false)
 			frames := streamFrames(1500, 65000)
@@ -162,13 +167,7 @@ func TestReceiveStreamLinuxDriver(t *testing.T) {
 // interrupt. Every frame must reach the backend, in order, and every chain
 // come back.
 func TestTransmitStreamLinuxDriver(t *testing.T) {
-	for _, c := range []struct {
-		name     string
-		features uint64
-	}{
-		{"EVENT_IDX", allFeatures},
-		{"flags", allFeatures &^ virtio.FeatureEventIdx},
-	} {
+	for _, c := range notifyModes {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRig(t, c.features, false)
 			frames := streamFrames(3000, 16000)

@@ -149,53 +149,43 @@ func benchTransmit(b *testing.B, buf []byte) {
 	for i := range benchBatch {
 		r.tx.WriteRawDesc(uint16(i), addr, uint32(len(buf)), 0, 0)
 	}
-	var raw, dev time.Duration
 	var s samples
 	b.SetBytes(int64(len(buf) - vnet.HeaderSize))
 	b.ResetTimer()
-	for done := 0; done < b.N; {
-		n := min(benchBatch, b.N-done)
-		rawBatch := func() {
-			start := time.Now()
-			var werr error
-			tap.Control(func(fd uintptr) {
-				for range n {
-					_, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), 2)
-					if errno != 0 {
-						werr = errno
-						return
-					}
-				}
-			})
-			raw += time.Since(start)
-			if werr != nil {
-				b.Fatal(werr)
-			}
-		}
-		devBatch := func() {
-			for i := range n {
-				r.tx.Publish(uint16(i))
-			}
-			start := time.Now()
-			r.dev.ProcessTX()
-			dev += time.Since(start)
+	rawBatch := func(n int) time.Duration {
+		start := time.Now()
+		var werr error
+		tap.Control(func(fd uintptr) {
 			for range n {
-				if _, _, ok := r.tx.Used(); !ok {
-					b.Fatal("a frame was not completed")
+				_, _, errno := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), 2)
+				if errno != 0 {
+					werr = errno
+					return
 				}
 			}
-			r.tx.ResetFree()
+		})
+		took := time.Since(start)
+		if werr != nil {
+			b.Fatal(werr)
 		}
-		if (done/benchBatch)%2 == 0 {
-			rawBatch()
-			devBatch()
-		} else {
-			devBatch()
-			rawBatch()
-		}
-		s.add(done, n, b.N, &dev, &raw)
-		done += n
+		return took
 	}
+	devBatch := func(n int) time.Duration {
+		for i := range n {
+			r.tx.Publish(uint16(i))
+		}
+		start := time.Now()
+		r.dev.ProcessTX()
+		took := time.Since(start)
+		for range n {
+			if _, _, ok := r.tx.Used(); !ok {
+				b.Fatal("a frame was not completed")
+			}
+		}
+		r.tx.ResetFree()
+		return took
+	}
+	s.run(b, rawBatch, devBatch)
 	b.StopTimer()
 	if st := r.dev.Stats(); st.TXFrames != uint64(b.N) || st.TXMalformed+st.TXErrors != 0 {
 		b.Fatalf("stats %+v after %d frames", st, b.N)
@@ -212,15 +202,29 @@ type samples struct {
 	devPPS, rawPPS, ratio []float64
 }
 
-// add counts a batch of n frames whose times are in *dev and *raw, and
-// at the end of each pair (or of the run) takes a sample and zeroes them.
-func (s *samples) add(done, n, total int, dev, raw *time.Duration) {
-	s.frames += n
-	if (done/benchBatch)%2 == 1 || done+n == total {
-		s.devPPS = append(s.devPPS, float64(s.frames)/dev.Seconds())
-		s.rawPPS = append(s.rawPPS, float64(s.frames)/raw.Seconds())
-		s.ratio = append(s.ratio, float64(*dev)/float64(*raw))
-		*dev, *raw, s.frames = 0, 0, 0
+// run times b.N frames in batches of benchBatch, each batch once through
+// rawBatch and once through devBatch (which return the time of their timed
+// part), in turn raw first and device first, taking a sample after each
+// pair (and after the last batch).
+func (s *samples) run(b *testing.B, rawBatch, devBatch func(n int) time.Duration) {
+	var raw, dev time.Duration
+	for done := 0; done < b.N; {
+		n := min(benchBatch, b.N-done)
+		if (done/benchBatch)%2 == 0 {
+			raw += rawBatch(n)
+			dev += devBatch(n)
+		} else {
+			dev += devBatch(n)
+			raw += rawBatch(n)
+		}
+		s.frames += n
+		done += n
+		if (done/benchBatch)%2 == 0 || done == b.N {
+			s.devPPS = append(s.devPPS, float64(s.frames)/dev.Seconds())
+			s.rawPPS = append(s.rawPPS, float64(s.frames)/raw.Seconds())
+			s.ratio = append(s.ratio, float64(dev)/float64(raw))
+			dev, raw, s.frames = 0, 0, 0
+		}
 	}
 }
 
@@ -314,68 +318,58 @@ func benchReceive(b *testing.B, size int) {
 		rawIOV[i][1].SetLen(len(spill))
 	}
 	next := 0
-	var raw, dev time.Duration
 	var s samples
 	b.SetBytes(int64(size))
 	b.ResetTimer()
-	for done := 0; done < b.N; {
-		n := min(benchBatch, b.N-done)
-		rawBatch := func() {
-			b.StopTimer()
-			inject(n)
-			b.StartTimer()
-			start := time.Now()
-			var rerr error
-			tap.Control(func(fd uintptr) {
-				for got := 0; got < n; {
-					_, _, errno := unix.RawSyscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&rawIOV[next][0])), 2)
-					switch errno {
-					case 0:
-						got++
-						next = (next + 1) % len(rawIOV)
-					case unix.EAGAIN:
-						// Not queued yet: wait as the netpoller would.
-						fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-						unix.Poll(fds, 1000)
-					default:
-						rerr = errno
-						return
-					}
+	rawBatch := func(n int) time.Duration {
+		b.StopTimer()
+		inject(n)
+		b.StartTimer()
+		start := time.Now()
+		var rerr error
+		tap.Control(func(fd uintptr) {
+			for got := 0; got < n; {
+				_, _, errno := unix.RawSyscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&rawIOV[next][0])), 2)
+				switch errno {
+				case 0:
+					got++
+					next = (next + 1) % len(rawIOV)
+				case unix.EAGAIN:
+					// Not queued yet: wait as the netpoller would.
+					fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+					unix.Poll(fds, 1000)
+				default:
+					rerr = errno
+					return
 				}
-			})
-			raw += time.Since(start)
-			if rerr != nil {
-				b.Fatal(rerr)
 			}
+		})
+		took := time.Since(start)
+		if rerr != nil {
+			b.Fatal(rerr)
 		}
-		devBatch := func() {
-			b.StopTimer()
-			inject(n)
-			b.StartTimer()
-			start := time.Now()
-			if err := r.dev.Receive(n); err != nil {
-				b.Fatal(err)
-			}
-			dev += time.Since(start)
-			for range n {
-				h, _, ok := r.rx.Used()
-				if !ok {
-					b.Fatal("a frame was not completed")
-				}
-				r.rx.Publish(h)
-			}
-			r.rx.ResetFree()
-		}
-		if (done/benchBatch)%2 == 0 {
-			rawBatch()
-			devBatch()
-		} else {
-			devBatch()
-			rawBatch()
-		}
-		s.add(done, n, b.N, &dev, &raw)
-		done += n
+		return took
 	}
+	devBatch := func(n int) time.Duration {
+		b.StopTimer()
+		inject(n)
+		b.StartTimer()
+		start := time.Now()
+		if err := r.dev.Receive(n); err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		for range n {
+			h, _, ok := r.rx.Used()
+			if !ok {
+				b.Fatal("a frame was not completed")
+			}
+			r.rx.Publish(h)
+		}
+		r.rx.ResetFree()
+		return took
+	}
+	s.run(b, rawBatch, devBatch)
 	b.StopTimer()
 	if st := r.dev.Stats(); st.RXFrames != uint64(b.N) || st.RXDropped+st.RXMalformed != 0 {
 		b.Fatalf("stats %+v after %d frames", st, b.N)
