@@ -24,6 +24,8 @@ type slot struct {
 	io      *disk.IO
 	written uint32
 	err     error
+	// failed says the request was answered with an error status.
+	failed bool
 }
 
 // worker serves one queue.
@@ -142,6 +144,7 @@ func (w *worker) process() {
 				break
 			}
 			w.runBatch(w.slots[:n])
+			w.count(w.slots[:n])
 			for _, s := range w.slots[:n] {
 				if s.err != nil {
 					w.breakQueue(s.err)
@@ -159,6 +162,26 @@ func (w *worker) process() {
 		if !q.EnableNotifications() {
 			return
 		}
+	}
+}
+
+// count adds the batch's answered requests to the device's counters, once
+// per batch, before any is pushed (so that a driver that sees one complete
+// sees it counted).
+func (w *worker) count(slots []*slot) {
+	var total, failed uint64
+	for _, s := range slots {
+		if s.err != nil {
+			break
+		}
+		total++
+		if s.failed {
+			failed++
+		}
+	}
+	w.dev.requests.Add(total)
+	if failed > 0 {
+		w.dev.errors.Add(failed)
 	}
 }
 
@@ -207,11 +230,8 @@ func (s *slot) handle() (uint32, error) {
 	if err := Parse(&s.chain, r); err != nil {
 		return 0, err
 	}
-	s.w.dev.requests.Add(1)
 	status, written := s.execute(r)
-	if status != StatusOK {
-		s.w.dev.errors.Add(1)
-	}
+	s.failed = status != StatusOK
 	r.SetStatus(status)
 	return uint32(written) + 1, nil
 }
