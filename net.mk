@@ -1,15 +1,17 @@
 # net.mk: the virtio-net tests and benchmarks. Included by the top-level
 # Makefile (after its variables: GO, EMUHOST, TESTBIN, OUT).
 #
-#   make test-net        the network boots: TCP both ways, a bridge, bad --net
-#                        input (network namespaces in the emulated KVM host)
+#   make test-net        only the network boots of make test-boot: TCP both
+#                        ways, a bridge, bad --net input (network namespaces in
+#                        the emulated KVM host)
 #   make bench-net       the in-process benchmarks: frames through the real
 #                        transmit and receive code and a tap, against plain
 #                        writev/readv on the same descriptor (needs root and
 #                        /dev/net/tun, not KVM: runs here)
-#   make bench-net-qemu  guest-to-host TCP through a tap, gvmm against QEMU's
-#                        virtio-net-pci (vhost=off), interleaved, in the emulated
-#                        KVM host; NET_MIB (64) MiB per run, NET_ROUNDS (2) rounds
+#   make bench-net-qemu  TCP through a tap, guest to host then host to guest,
+#                        gvmm against QEMU's virtio-net-pci (vhost=off),
+#                        interleaved, in the emulated KVM host; NET_MIB (64) MiB
+#                        each way per run, NET_ROUNDS (2) rounds
 
 NET_MIB    ?= 64
 NET_ROUNDS ?= 2

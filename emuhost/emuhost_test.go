@@ -3,6 +3,9 @@ package emuhost
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +16,18 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
+
+// TestMain lets this test binary be the emulated host's VM holder
+// (Config.Holder) in TestRunInEmulatedHost: "emuhost.test hold-vm READY"
+// runs HoldVM.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == "hold-vm" {
+		err := HoldVM(os.Args[2])
+		fmt.Fprintf(os.Stderr, "emuhost.test: %v\n", err)
+		os.Exit(125)
+	}
+	os.Exit(m.Run())
+}
 
 func TestMode(t *testing.T) {
 	tests := []struct {
@@ -97,9 +112,13 @@ func TestLineFilter(t *testing.T) {
 func TestQEMUArgs(t *testing.T) {
 	args := strings.Join(qemuArgs(Image{Kernel: "/k", Initrd: "/i"}, Config{CPUs: 3, Memory: "2G", Append: "foo=1"}, "/r", false), " ")
 	for _, want := range []string{"-accel tcg,thread=multi", "-cpu EPYC,+svm,+npt", "-smp 3", "-m 2G", "-kernel /k", "-initrd /i",
-		"emuhost.dir=/r", "quiet loglevel=1 foo=1", "stdio,id=console,signal=on", "path=/,mount_tag=host"} {
+		"emuhost.dir=/r", "kvm_amd.npt=0", "quiet loglevel=1 foo=1", "stdio,id=console,signal=on", "path=/,mount_tag=host",
+		"-monitor unix:/r/monitor,server=on,wait=off", "file,id=heartbeat,path=/r/heartbeat -serial chardev:heartbeat"} {
 		assert.Contains(t, args, want)
 	}
+	long := "/" + strings.Repeat("d", 100)
+	assert.NotContains(t, strings.Join(qemuArgs(Image{}, Config{}, long, false), " "), "-monitor",
+		"no monitor where its socket's path would not fit")
 	args = strings.Join(qemuArgs(Image{}, Config{}, "/r", true), " ")
 	assert.Contains(t, args, "-m "+DefaultMemory)
 	assert.Contains(t, args, "signal=off", "an interactive console sends Ctrl-C to the command")
@@ -127,6 +146,8 @@ func TestRunInEmulatedHost(t *testing.T) {
 	require.NoError(t, err, log.String())
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "in"), []byte("from outside"), 0o644))
+	self, err := os.Executable()
+	require.NoError(t, err)
 	var out bytes.Buffer
 	status, err := Run(context.Background(), img, Config{
 		Dir: dir, Env: []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "GREETING=hello 'host'"},
@@ -134,11 +155,15 @@ func TestRunInEmulatedHost(t *testing.T) {
 		// A module option on the host's command line reaches insmod;
 		// kvm-amd runs without nested paging by default (qemuArgs).
 		Append: "kvm_amd.nested=0",
+		// This test binary holds a VM open (TestMain), as emuhost
+		// --hold-vm does: one process has a kvm-vm descriptor.
+		Holder: []string{self, "hold-vm"},
 	}, []string{"sh", "-c", `echo "$GREETING"; cat in; echo; test -c /dev/kvm && echo kvm; ` +
-		`cat /sys/module/kvm_amd/parameters/nested /sys/module/kvm_amd/parameters/npt; echo inside > out; exit 7`})
+		`cat /sys/module/kvm_amd/parameters/nested /sys/module/kvm_amd/parameters/npt; ` +
+		`ls -l /proc/[0-9]*/fd 2>/dev/null | grep -c 'anon_inode:kvm-vm'; echo inside > out; exit 7`})
 	require.NoError(t, err, out.String())
 	assert.Equal(t, 7, status)
-	assert.Equal(t, "hello 'host'\nfrom outside\nkvm\n0\nN\n", out.String())
+	assert.Equal(t, "hello 'host'\nfrom outside\nkvm\n0\nN\n1\n", out.String())
 	got, err := os.ReadFile(filepath.Join(dir, "out"))
 	require.NoError(t, err)
 	assert.Equal(t, "inside\n", string(got), "the command writes this machine's files")
@@ -211,4 +236,74 @@ func TestRunHostLockup(t *testing.T) {
 			assert.Less(t, time.Since(start), 10*time.Second, "a hung QEMU is stopped")
 		})
 	}
+}
+
+func TestHoldScript(t *testing.T) {
+	assert.Equal(t, "# written by emuhost: keep a KVM VM open in the emulated host\n"+
+		"exec </dev/null >/dev/ttyS0 2>&1\nexec '/bin/emuhost' '--hold-vm' '/r/held'\n",
+		HoldScript([]string{"/bin/emuhost", "--hold-vm"}, "/r/held"))
+}
+
+// TestRunHostHang: a host whose heartbeat stops is stopped, and the error
+// says so, with where its CPUs were when QEMU's monitor answers.
+func TestRunHostHang(t *testing.T) {
+	poll, silence := lockupPoll, hangSilence
+	lockupPoll, hangSilence = 50*time.Millisecond, 500*time.Millisecond
+	t.Cleanup(func() { lockupPoll, hangSilence = poll, silence })
+
+	for _, tc := range []struct {
+		name, script, want string
+	}{
+		// The heartbeat beats, then stops for good: a hung host.
+		{"stops", `echo 1.0 > "$beat"; sleep 0.3; echo 2.0 >> "$beat"; exec sleep 60`,
+			"the emulated host locked up: its kernel made no progress for 500ms (no heartbeat): " +
+				"QEMU's software CPU is stuck; QEMU's monitor did not answer: "},
+		// No heartbeat at all (a host without a second serial port) is
+		// not taken for a hang: the command's status comes back.
+		{"never beats", `sleep 1; echo 0 > "$dir/status"`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			qemu := filepath.Join(t.TempDir(), "qemu")
+			script := "#!/bin/sh\nfor a; do case $a in *emuhost.dir=*) dir=${a##*emuhost.dir=}; dir=${dir%% *} ;;\n" +
+				"*id=heartbeat,path=*) beat=${a##*path=} ;; esac; done\n" + tc.script + "\n"
+			require.NoError(t, os.WriteFile(qemu, []byte(script), 0o755))
+			// A run folder too long for the monitor's socket: no monitor.
+			runDir := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+			start := time.Now()
+			status, err := Run(context.Background(), Image{Kernel: "k", Initrd: "i"}, Config{QEMU: qemu, RunDir: runDir}, []string{"true"})
+			if tc.want == "" {
+				require.NoError(t, err)
+				assert.Equal(t, 0, status)
+				return
+			}
+			var le *HostLockupError
+			require.ErrorAs(t, err, &le)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Less(t, time.Since(start), 10*time.Second, "a hung QEMU is stopped")
+		})
+	}
+}
+
+// TestCPUState reads the CPUs' RIP and flags from a monitor's answer.
+func TestCPUState(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "m")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		c.Read(buf)
+		io.WriteString(c, "QEMU 7.2 monitor\r\n(qemu) info registers -a\r\n\r\nCPU#0\r\n"+
+			"RAX=0 RBX=0\r\nRIP=ffffffff81a5267b RFL=00000046 [---Z-P-] CPL=0\r\n\r\nCPU#1\r\n"+
+			"RIP=ffffffff81c00ba0 RFL=00000002 [-------] CPL=0\r\n(qemu) ")
+		time.Sleep(5 * time.Second) // the monitor keeps the connection
+	}()
+	assert.Equal(t, "its CPUs were at CPU#0 RIP=ffffffff81a5267b RFL=00000046, CPU#1 RIP=ffffffff81c00ba0 RFL=00000002",
+		cpuState(sock))
+	assert.Contains(t, cpuState(filepath.Join(t.TempDir(), "none")), "QEMU's monitor did not answer: ")
 }

@@ -16,6 +16,18 @@ for arg in $(cat /proc/cmdline); do
     case $arg in emuhost.dir=*) dir=${arg#emuhost.dir=} ;; esac
 done
 
+# The heartbeat: a line on the second serial port (ttyS1) every 10 s,
+# which QEMU writes into a file that the runner watches. When it stops, no
+# CPU of the host runs anything any more (QEMU's software CPU is stuck),
+# and the runner stops QEMU instead of waiting for its timeout.
+beat() {
+    while :; do
+        cut -d' ' -f1 /proc/uptime
+        sleep 10
+    done > /dev/ttyS1
+}
+beat &
+
 # off: power off without the kernel's "reboot: Power down" on the console,
 # which would end the command's output.
 off() {
@@ -68,8 +80,9 @@ chmod 1777 /host/run/emuhost-tmp
 ip link set lo up 2>/dev/null
 
 # QEMU 7.2's software CPU can lock up one host CPU for good while kvm-amd
-# runs a nested guest on it (seen in about one in five runs of the vmtest
-# tests, which start many short VMs): that CPU stops taking interrupts, so
+# runs a nested guest on it (with nested paging, in about one in three runs
+# of the vmtest tests, which start many short VMs; emuhost now turns nested
+# paging off, and this stays as a guard): that CPU stops taking interrupts, so
 # the command never ends and the kernel's own watchdogs, which need the
 # CPU's timer, say nothing. Its counters in /proc/stat stop with it, which
 # those of a busy or an idle CPU never do. After a minute of that, say so on
@@ -92,6 +105,19 @@ watchdog() {
     done
 }
 watchdog &
+
+# The holder (emuhost --hold-vm, see emuhost.HoldVM) keeps a KVM VM open
+# for the host's whole life, so that starting and stopping the command's
+# VMs never makes the kernel patch its own code, which QEMU 7.2's software
+# CPU can get wrong for good. Wait until it holds its VM.
+if [ -f "/host$dir/hold.sh" ]; then
+    chroot /host /bin/sh "$dir/hold.sh" &
+    i=0
+    while [ ! -e "/host$dir/held" ] && [ "$i" -lt 60 ] && kill -0 $! 2>/dev/null; do
+        sleep 1
+        i=$((i + 1))
+    done
+fi
 
 chroot /host /bin/sh "$dir/run.sh"
 echo $? > "/host$dir/status"

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,6 +62,12 @@ type Config struct {
 	Stdout, Stderr io.Writer
 	// Verbose shows the QEMU command and the host kernel's messages.
 	Verbose bool
+	// Holder, when set, is a command the host starts before argv and
+	// keeps running for its whole life, with the path of a file to
+	// create once it holds a KVM VM open as its last argument; the host
+	// waits up to a minute for that file. cmd/emuhost gives itself with
+	// --hold-vm (see HoldVM for why).
+	Holder []string
 }
 
 // DefaultMemory is the host's RAM: room for a few guests of several GiB
@@ -117,6 +124,12 @@ func Run(ctx context.Context, img Image, cfg Config, argv []string) (int, error)
 	if err := os.WriteFile(filepath.Join(runDir, "run.sh"), []byte(script), 0o644); err != nil {
 		return 0, err
 	}
+	if len(cfg.Holder) > 0 {
+		hold := HoldScript(cfg.Holder, filepath.Join(runDir, "held"))
+		if err := os.WriteFile(filepath.Join(runDir, "hold.sh"), []byte(hold), 0o644); err != nil {
+			return 0, err
+		}
+	}
 
 	args := qemuArgs(img, cfg, runDir, tty != nil)
 	if cfg.Verbose {
@@ -139,28 +152,51 @@ func Run(ctx context.Context, img Image, cfg Config, argv []string) (int, error)
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("%s: %w", qemu, err)
 	}
-	// The host's watchdog powers it off when one of its CPUs locks up;
-	// should the power off itself hang on that CPU, QEMU is stopped here.
+	// Two watchdogs. The host's own (its /init) powers it off when one of
+	// its CPUs locks up; should the power off itself hang on that CPU,
+	// QEMU is stopped here. And here: the host's /init writes a heartbeat
+	// to its second serial port every few seconds, into RUNDIR/heartbeat;
+	// when it stops, every CPU of the host is stuck (no watchdog inside
+	// can run), and QEMU is stopped after saying where its CPUs were.
 	done, watched := make(chan struct{}), make(chan struct{})
-	poll, grace := lockupPoll, lockupGrace
+	poll, grace, silence := lockupPoll, lockupGrace, hangSilence
 	go func() {
 		defer close(watched)
 		tick := time.NewTicker(poll)
 		defer tick.Stop()
+		beat := filepath.Join(runDir, "heartbeat")
+		var size int64
+		var last time.Time
 		for {
 			select {
 			case <-done:
 				return
 			case <-tick.C:
-				if exists(filepath.Join(runDir, "lockup")) {
-					select {
-					case <-done:
-					case <-time.After(grace):
-						cmd.Process.Signal(syscall.SIGTERM)
-					}
-					return
-				}
 			}
+			if exists(filepath.Join(runDir, "lockup")) {
+				select {
+				case <-done:
+				case <-time.After(grace):
+					cmd.Process.Signal(syscall.SIGTERM)
+				}
+				return
+			}
+			if fi, err := os.Stat(beat); err == nil && fi.Size() != size {
+				size, last = fi.Size(), time.Now()
+				continue
+			}
+			// Only a heartbeat that started and stopped counts: a
+			// host without one (no ttyS1) is not taken for hung.
+			if size == 0 || time.Since(last) < silence {
+				continue
+			}
+			msg := fmt.Sprintf("its kernel made no progress for %v (no heartbeat): QEMU's software CPU is stuck; %s",
+				silence, cpuState(filepath.Join(runDir, "monitor")))
+			if err := os.WriteFile(filepath.Join(runDir, "lockup"), []byte(msg), 0o644); err != nil {
+				fmt.Fprintf(cfg.Stderr, "emuhost: %v\n", err)
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			return
 		}
 	}()
 	runErr := cmd.Wait()
@@ -225,16 +261,25 @@ func qemuArgs(img Image, cfg Config, runDir string, interactive bool) []string {
 	if interactive {
 		signal = "off" // Ctrl-C goes to the command, not to QEMU
 	}
-	return []string{
+	args := []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-accel", "tcg,thread=multi",
 		"-cpu", "EPYC,+svm,+npt",
 		"-smp", strconv.Itoa(cpus), "-m", mem,
 		"-kernel", img.Kernel, "-initrd", img.Initrd, "-append", cmdline,
 		"-chardev", "stdio,id=console,signal=" + signal, "-serial", "chardev:console",
+		// The second serial port (ttyS1) carries /init's heartbeat.
+		"-chardev", "file,id=heartbeat,path=" + filepath.Join(runDir, "heartbeat"), "-serial", "chardev:heartbeat",
 		// This machine's whole file system, mounted by /init on /host.
 		"-virtfs", "local,path=/,mount_tag=host,security_model=none,multidevs=remap",
 	}
+	// QEMU's monitor, for a host that seems stuck: `echo 'info registers
+	// -a' | socat - UNIX-CONNECT:RUNDIR/monitor` shows where its CPUs are.
+	// A unix socket's path has room for 107 bytes (unix(7)).
+	if mon := filepath.Join(runDir, "monitor"); len(mon) < 108 {
+		args = append(args, "-monitor", "unix:"+mon+",server=on,wait=off")
+	}
+	return args
 }
 
 // qemuNoise matches QEMU's warnings about CPUID bits TCG does not
@@ -418,12 +463,17 @@ func (t *consoleTail) Write(p []byte) (int, error) {
 
 func (t *consoleTail) String() string { return strings.ReplaceAll(string(t.buf), "\r", "") }
 
-// lockupPoll is how often Run looks for the host watchdog's lockup report,
-// and lockupGrace how long the host then has to power itself off (variables
-// for the tests).
+// lockupPoll is how often Run looks for the host watchdog's lockup report
+// and the host's heartbeat, lockupGrace how long the host then has to power
+// itself off, and hangSilence how long the heartbeat may stay silent
+// (variables for the tests). /init beats every 10 s from early in its
+// boot; the host boots in well under a minute even on a loaded machine,
+// and a busy host still runs a shell loop within seconds, so four minutes
+// of silence is a hung host, never a slow one.
 var (
 	lockupPoll  = 2 * time.Second
 	lockupGrace = 15 * time.Second
+	hangSilence = 4 * time.Minute
 )
 
 // HostLockupError says the host's watchdog (its /init) found one of the
@@ -435,3 +485,61 @@ type HostLockupError struct {
 }
 
 func (e *HostLockupError) Error() string { return "the emulated host locked up: " + e.Reason }
+
+// HoldScript is the shell script the host runs (in a chroot of this
+// machine's file system, in the background, before the command) for the
+// holder argv, which creates the file ready once it holds its VM. Its
+// output, an error at most, goes to the console.
+func HoldScript(argv []string, ready string) string {
+	var b strings.Builder
+	b.WriteString("# written by emuhost: keep a KVM VM open in the emulated host\n")
+	b.WriteString("exec </dev/null >/dev/ttyS0 2>&1\nexec")
+	for _, a := range append(argv, ready) {
+		b.WriteString(" " + quote(a))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// cpuState asks QEMU's monitor, listening on the unix socket monitor, where
+// the host's CPUs are, for the report on a hung host: one "CPU#N RIP=...
+// RFL=..." per CPU (RFL bit 9 is IF). Look the addresses up in a
+// /proc/kallsyms of the same host kernel.
+func cpuState(monitor string) string {
+	c, err := net.DialTimeout("unix", monitor, 2*time.Second)
+	if err != nil {
+		return "QEMU's monitor did not answer: " + err.Error()
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, "info registers -a\n"); err != nil {
+		return "QEMU's monitor did not answer: " + err.Error()
+	}
+	// The monitor never closes the connection: read until its prompt
+	// follows the registers, or the deadline.
+	var out []byte
+	buf := make([]byte, 4096)
+	for !(bytes.Contains(out, []byte("RIP=")) && bytes.HasSuffix(bytes.TrimSpace(out), []byte("(qemu)"))) {
+		n, err := c.Read(buf)
+		out = append(out, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	var cpus []string
+	for _, line := range strings.Split(strings.ReplaceAll(string(out), "\r", ""), "\n") {
+		switch {
+		case strings.HasPrefix(line, "CPU#"):
+			cpus = append(cpus, strings.TrimSpace(line))
+		case strings.HasPrefix(line, "RIP=") && len(cpus) > 0:
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				cpus[len(cpus)-1] += " " + f[0] + " " + f[1]
+			}
+		}
+	}
+	if len(cpus) == 0 {
+		return "QEMU's monitor showed no CPU"
+	}
+	return "its CPUs were at " + strings.Join(cpus, ", ")
+}

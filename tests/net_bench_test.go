@@ -19,14 +19,19 @@ import (
 	"github.com/gvmm/gvmm/kvm/kvmtest"
 )
 
-// BenchmarkTCPvsQEMU measures guest-to-host TCP throughput through a tap
-// with gvmm and with QEMU's virtio-net-pci (vhost=off, the same userspace
-// path), on the same host, interleaved: the small test kernel sends
-// NETSIZE MiB of zeros (GVMM_NET_MIB, 64 by default) with busybox nc to a
-// listener on the tap's host end, in a network namespace. The time is the
-// host's, from the connection's accept to its end. It reports both rates,
-// their ratio (gvmm over QEMU: above 1 is faster) and gvmm's exits to
-// userspace per MiB during the transfer (from its --stats-socket).
+// BenchmarkTCPvsQEMU measures TCP throughput through a tap in both
+// directions with gvmm and with QEMU's virtio-net-pci (vhost=off, the same
+// userspace path), on the same host, interleaved: the small test kernel
+// sends NETSIZE MiB of zeros (GVMM_NET_MIB, 64 by default) with busybox nc
+// to a listener on the tap's host end, in a network namespace, then
+// listens and takes as much from the host. Guest to host is timed by the
+// host from the connection's accept to its end; host to guest from the
+// connection to the guest closing it, when it has read everything. It
+// reports both rates in each direction, their ratios (gvmm over QEMU:
+// above 1 is faster) over all rounds and the median of each round's ratio
+// (the emulated KVM host's speed swings with the load of the machine, and
+// the two VMMs of one round run minutes apart at most), and gvmm's exits
+// to userspace per MiB during each transfer (from its --stats-socket).
 // GVMM_NET_ROUNDS sets the number of rounds (2 by default). Run with
 // -test.benchtime=1x: each round boots two guests.
 func BenchmarkTCPvsQEMU(b *testing.B) {
@@ -57,10 +62,11 @@ func BenchmarkTCPvsQEMU(b *testing.B) {
 		rounds, err = strconv.Atoi(s)
 		require.NoError(b, err, "GVMM_NET_ROUNDS")
 	}
-	cmdline := fmt.Sprintf("test=netup,netbench initexit=poweroff netip=10.0.2.15/24 netpeer=10.0.2.1 netport=5000 netsize=%d", mib)
-	var gTime, qTime time.Duration
-	var exits uint64
+	cmdline := fmt.Sprintf("test=netup,netbench,netbenchrecv initexit=poweroff netip=10.0.2.15/24 netpeer=10.0.2.1 netport=5000 netsize=%d", mib)
+	var gvmmRes, qemuRes benchResult
+	var txRatios, rxRatios []float64
 	for i := range b.N * rounds {
+		var round [2]benchResult // gvmm, qemu
 		for _, who := range []string{"gvmm", "qemu"} {
 			if i%2 == 1 {
 				// Alternate which goes first.
@@ -71,7 +77,7 @@ func BenchmarkTCPvsQEMU(b *testing.B) {
 			var args []string
 			sock := filepath.Join(os.TempDir(), fmt.Sprintf("gvmm-netbench-%d.sock", os.Getpid()))
 			if who == "gvmm" {
-				args = []string{gvmm, "run", "--kernel", filepath.Join(dir, ciKernel),
+				args = []string{gvmm, "run", "-v", "--kernel", filepath.Join(dir, ciKernel),
 					"--initrd", filepath.Join(dir, "initramfs.cpio"), "--memory", "512M",
 					"--cmdline", cmdline, "--net", "tap=tap0,mac=52:54:00:12:34:56", "--stats-socket", sock}
 			} else {
@@ -82,25 +88,49 @@ func BenchmarkTCPvsQEMU(b *testing.B) {
 					"-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off",
 					"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56"}
 			}
-			took, n := benchOne(b, ns, who, i, args, sock, mib)
+			r := benchOne(b, ns, who, i, args, sock, mib)
 			if who == "gvmm" {
-				gTime += took
-				exits += n
+				gvmmRes.add(r)
+				round[0] = r
 			} else {
-				qTime += took
+				qemuRes.add(r)
+				round[1] = r
 			}
 		}
+		txRatios = append(txRatios, round[1].send.Seconds()/round[0].send.Seconds())
+		rxRatios = append(rxRatios, round[1].recv.Seconds()/round[0].recv.Seconds())
+		b.Logf("round %d: gvmm/QEMU speed guest to host %.2f, host to guest %.2f", i, txRatios[i], rxRatios[i])
 	}
 	total := float64(mib * b.N * rounds)
-	b.ReportMetric(total/gTime.Seconds(), "gvmm-MiB/s")
-	b.ReportMetric(total/qTime.Seconds(), "qemu-MiB/s")
-	b.ReportMetric(qTime.Seconds()/gTime.Seconds(), "x-qemu")
-	b.ReportMetric(float64(exits)/total, "exits/MiB")
+	b.ReportMetric(total/gvmmRes.send.Seconds(), "gvmm-tx-MiB/s")
+	b.ReportMetric(total/qemuRes.send.Seconds(), "qemu-tx-MiB/s")
+	b.ReportMetric(qemuRes.send.Seconds()/gvmmRes.send.Seconds(), "x-qemu-tx")
+	b.ReportMetric(median(txRatios), "x-qemu-tx-median")
+	b.ReportMetric(total/gvmmRes.recv.Seconds(), "gvmm-rx-MiB/s")
+	b.ReportMetric(total/qemuRes.recv.Seconds(), "qemu-rx-MiB/s")
+	b.ReportMetric(qemuRes.recv.Seconds()/gvmmRes.recv.Seconds(), "x-qemu-rx")
+	b.ReportMetric(median(rxRatios), "x-qemu-rx-median")
+	b.ReportMetric(float64(gvmmRes.sendExits)/total, "tx-exits/MiB")
+	b.ReportMetric(float64(gvmmRes.recvExits)/total, "rx-exits/MiB")
 }
 
-// benchOne runs one guest in ns and returns how long the host took to
-// receive its data, and for gvmm the exits to userspace meanwhile.
-func benchOne(b *testing.B, ns netns, who string, round int, args []string, sock string, mib int) (time.Duration, uint64) {
+// benchResult is one VMM's transfers: guest to host (send) and host to
+// guest (recv), with the exits to userspace during each (gvmm only).
+type benchResult struct {
+	send, recv           time.Duration
+	sendExits, recvExits uint64
+}
+
+func (r *benchResult) add(o benchResult) {
+	r.send += o.send
+	r.recv += o.recv
+	r.sendExits += o.sendExits
+	r.recvExits += o.recvExits
+}
+
+// benchOne runs one guest in ns and returns how long its transfers took,
+// and for gvmm the exits to userspace meanwhile.
+func benchOne(b *testing.B, ns netns, who string, round int, args []string, sock string, mib int) benchResult {
 	var l net.Listener
 	require.NoError(b, ns.in(func() (err error) {
 		l, err = net.Listen("tcp4", "10.0.2.1:5000")
@@ -113,37 +143,75 @@ func benchOne(b *testing.B, ns netns, who string, round int, args []string, sock
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", string(ns)}, args...)...)
+	if who == "gvmm" {
+		cmd = quitOnCancel(cmd)
+	}
 	con := newConsole(logf)
 	cmd.Stdout = con
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	require.NoError(b, cmd.Start())
+	exits := func() uint64 {
+		if who != "gvmm" {
+			return 0
+		}
+		n, _ := exitCount(sock)
+		return n
+	}
 	type result struct {
-		took  time.Duration
-		exits uint64
-		bytes int64
-		err   error
+		res        benchResult
+		sent, recv int64
+		err        error
 	}
 	done := make(chan result, 1)
 	go func() {
+		var r result
+		defer func() { done <- r }()
+		// Guest to host.
 		c, err := l.Accept()
 		if err != nil {
-			done <- result{err: err}
+			r.err = err
 			return
 		}
-		defer c.Close()
-		var before uint64
-		if who == "gvmm" {
-			before, _ = exitCount(sock)
-		}
+		before := exits()
 		start := time.Now()
-		n, err := io.Copy(io.Discard, c)
-		took := time.Since(start)
-		var after uint64
-		if who == "gvmm" {
-			after, _ = exitCount(sock)
+		r.sent, err = io.Copy(io.Discard, c)
+		r.res.send = time.Since(start)
+		r.res.sendExits = exits() - before
+		c.Close()
+		if err != nil {
+			r.err = fmt.Errorf("guest to host: %w", err)
+			return
 		}
-		done <- result{took: took, exits: after - before, bytes: n, err: err}
+		// Host to guest, once the guest listens.
+		conn, err := ns.dial(ctx, "10.0.2.15:5001")
+		if err != nil {
+			r.err = err
+			return
+		}
+		defer conn.Close()
+		before = exits()
+		start = time.Now()
+		zeros := make([]byte, 1<<20)
+		for range mib {
+			n, err := conn.Write(zeros)
+			r.recv += int64(n)
+			if err != nil {
+				r.err = fmt.Errorf("host to guest: %w", err)
+				return
+			}
+		}
+		if err := conn.CloseWrite(); err != nil {
+			r.err = err
+			return
+		}
+		// The guest's nc closes when it has read everything.
+		if _, err := io.Copy(io.Discard, conn); err != nil {
+			r.err = fmt.Errorf("host to guest: %w", err)
+			return
+		}
+		r.res.recv = time.Since(start)
+		r.res.recvExits = exits() - before
 	}()
 	werr := cmd.Wait()
 	require.NoError(b, werr, "%s: %s\n%s", who, stderr.String(), con.tail(20))
@@ -151,14 +219,32 @@ func benchOne(b *testing.B, ns netns, who string, round int, args []string, sock
 	select {
 	case r = <-done:
 	case <-time.After(time.Minute):
-		b.Fatalf("%s: no transfer:\n%s", who, con.tail(20))
+		b.Fatalf("%s: the transfers did not end:\n%s", who, con.tail(20))
 	}
 	require.NoError(b, r.err)
-	require.Equal(b, int64(mib)<<20, r.bytes, "%s: bytes received", who)
+	require.Equal(b, int64(mib)<<20, r.sent, "%s: bytes from the guest", who)
+	require.Equal(b, int64(mib)<<20, r.recv, "%s: bytes to the guest", who)
 	require.Contains(b, con.String(), "GUEST-NET-BENCH-DONE")
-	b.Logf("%s round %d: %d MiB in %v (%.2f MiB/s), %d exits to userspace", who, round, mib, r.took.Round(time.Millisecond),
-		float64(mib)/r.took.Seconds(), r.exits)
-	return r.took, r.exits
+	require.Contains(b, con.String(), "GUEST-NET-BENCH-RECV-DONE")
+	for _, d := range []struct {
+		name  string
+		took  time.Duration
+		exits uint64
+	}{{"guest to host", r.res.send, r.res.sendExits}, {"host to guest", r.res.recv, r.res.recvExits}} {
+		b.Logf("%s round %d: %s %d MiB in %v (%.2f MiB/s), %d exits to userspace", who, round, d.name, mib,
+			d.took.Round(time.Millisecond), float64(mib)/d.took.Seconds(), d.exits)
+	}
+	// What the guest saw: frames, features, interrupts.
+	for _, line := range strings.Split(con.String(), "\n") {
+		if strings.HasPrefix(line, "GUEST-NET-COUNTERS") || strings.HasPrefix(line, "GUEST-NET-FEATURES") ||
+			strings.HasPrefix(line, "GUEST-NET-IRQ") {
+			b.Logf("%s round %d: %s", who, round, strings.TrimSpace(line))
+		}
+	}
+	if who == "gvmm" {
+		b.Logf("gvmm round %d: %s", round, strings.TrimSpace(stderr.String()))
+	}
+	return r.res
 }
 
 // exitCount asks gvmm's --stats-socket for its exits to userspace so far.

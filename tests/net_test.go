@@ -196,7 +196,7 @@ func (r netRun) start(t *testing.T, gvmm, dir string) func() netResult {
 		args = append(args, "--net", n)
 	}
 	// ip netns exec execs gvmm: the process is gvmm's.
-	cmd := exec.CommandContext(ctx, "ip", args...)
+	cmd := quitOnCancel(exec.CommandContext(ctx, "ip", args...))
 	cmd.Stdout = con
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -237,6 +237,17 @@ func (r netRun) start(t *testing.T, gvmm, dir string) func() netResult {
 		t.Logf("%s: gvmm exit %d; stderr:\n%s", r.name, res.status, res.stderr)
 		return res
 	}
+}
+
+// quitOnCancel makes cmd, a gvmm run, end with SIGQUIT when its context
+// ends: a Go program then prints every goroutine's stack on stderr, so a
+// run that hangs says where (the workers waiting for a kick, for the tap,
+// or a vCPU in KVM_RUN) before it is killed 30 s later.
+func quitOnCancel(cmd *exec.Cmd) *exec.Cmd {
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 30 * time.Second
+	return cmd
 }
 
 // netStatsLine is gvmm -v's summary of a network device.
@@ -304,7 +315,10 @@ func TestNet(t *testing.T) {
 }
 
 // TestNetBridge puts two guests on one bridge, as libvirt does with br0:
-// each pings the other.
+// each pings the other. Each also waits until the other has pinged it
+// (test=...,pinged) before it powers off: the first guest to reach the
+// other would otherwise be gone before the other's ping, and the other's
+// ping would fail for a reason that is not the network's.
 func TestNetBridge(t *testing.T) {
 	skipUnlessBoots(t)
 	dir := guestDir()
@@ -323,7 +337,7 @@ func TestNetBridge(t *testing.T) {
 		peer := []string{"10.0.2.16", "10.0.2.15"}[i]
 		waits = append(waits, netRun{name: fmt.Sprintf("net-bridge-%d", i), guest: g, ns: ns,
 			nets:    []string{fmt.Sprintf("tap=tap%d", i)},
-			cmdline: fmt.Sprintf("test=netup,ping initexit=poweroff netip=%s/24 netpeer=%s", self, peer),
+			cmdline: fmt.Sprintf("test=netup,ping,pinged initexit=poweroff netip=%s/24 netpeer=%s", self, peer),
 		}.start(t, gvmm, dir))
 	}
 	for i, wait := range waits {
@@ -333,6 +347,7 @@ func TestNetBridge(t *testing.T) {
 		assert.Equal(t, "0", v["GUEST-VERDICT"], res.con.tail(30))
 		peer := []string{"10.0.2.16", "10.0.2.15"}[i]
 		assert.Equal(t, peer+" ok", v["GUEST-NET-PING"], "guest %d reaches the other", i)
+		assert.Equal(t, "ok", v["GUEST-NET-PINGED"], "guest %d is reached by the other", i)
 	}
 }
 

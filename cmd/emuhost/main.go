@@ -66,7 +66,9 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		prepare  = fs.Bool("prepare", false, "only build the host's kernel and initramfs, and print their folder")
 		quiet    = fs.BoolP("quiet", "q", false, "do not say that the emulated host is used")
 		verbose  = fs.BoolP("verbose", "v", false, "show the QEMU command and the host kernel's messages")
+		holdVM   = fs.String("hold-vm", "", "inside the emulated host: hold a KVM VM open for its life, creating FILE once done (see emuhost.HoldVM)")
 	)
+	fs.MarkHidden("hold-vm")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -76,6 +78,11 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 			return 0
 		}
 		fmt.Fprintf(stderr, "emuhost: %v (try emuhost --help)\n", err)
+		return statusFailed
+	}
+	if *holdVM != "" {
+		err := emuhost.HoldVM(*holdVM) // returns only on failure
+		fmt.Fprintf(stderr, "emuhost: %v\n", err)
 		return statusFailed
 	}
 	m, err := emuhost.ParseMode(*mode)
@@ -129,10 +136,18 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "emuhost: %s; running %s in the emulated KVM host (QEMU TCG, AMD SVM, %d CPUs, %s RAM)\n",
 			reason, filepath.Base(argv[0]), *cpus, *memory)
 	}
-	status, err := emuhost.Run(ctx, img, emuhost.Config{
+	cfg := emuhost.Config{
 		CPUs: *cpus, Memory: *memory, Append: *appendCL, Verbose: *verbose,
 		RunDir: filepath.Join(*cache, "runs"), Stdin: stdin, Stdout: stdout, Stderr: stderr,
-	}, argv)
+	}
+	// This very program keeps a VM open in the host (emuhost.HoldVM):
+	// the host sees this machine's files at the same paths.
+	if exe, err := os.Executable(); err == nil {
+		cfg.Holder = []string{exe, "--hold-vm"}
+	} else {
+		fmt.Fprintf(stderr, "emuhost: warning: no VM held open in the host (%v): the host may hang as emuhost.HoldVM explains\n", err)
+	}
+	status, err := emuhost.Run(ctx, img, cfg, argv)
 	if err != nil {
 		fmt.Fprintf(stderr, "emuhost: %v\n", err)
 		return statusFailed

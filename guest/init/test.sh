@@ -29,13 +29,23 @@
 #           GUEST-NET-UP <mac> <address>
 #   ping    ping NETPEER (default 10.0.2.1) until it answers (30 tries):
 #           GUEST-NET-PING <peer> ok
+#   pinged  wait (up to 60 s) until someone has pinged this guest, then 1 s
+#           more for the echo reply to leave: GUEST-NET-PINGED ok. Two guests
+#           that ping each other run ping,pinged, so that the first to reach
+#           the other does not power off before the other has reached it
 #   netsend NETSIZE MiB (default 8) of random bytes to NETPEER:NETPORT (default
 #           5000) with nc: GUEST-NET-SEND-SUM <md5>, then GUEST-NET-SENT
 #   netrecv listen on NETPORT+1 with nc (GUEST-NET-LISTEN <port> first), then
 #           GUEST-NET-RECV-SUM <md5> <bytes> of what arrived
 #   netbench NETSIZE MiB of zeros to NETPEER:NETPORT with nc: GUEST-NET-BENCH-DONE
-# netup, ping, netsend, netrecv and netbench take NETIP, NETPEER, NETPORT and
-# NETSIZE from netip=, netpeer=, netport= and netsize= on the command line.
+#   netbenchrecv listen on NETPORT+1 with nc (GUEST-NET-LISTEN <port> first) and
+#           throw away what arrives: GUEST-NET-BENCH-RECV-DONE
+#   netbench and netbenchrecv also print eth0's counters, the negotiated
+#   virtio features and the virtio interrupts (GUEST-NET-COUNTERS,
+#   GUEST-NET-FEATURES, GUEST-NET-IRQ lines)
+# netup, ping, pinged, netsend, netrecv, netbench and netbenchrecv take NETIP,
+# NETPEER, NETPORT and NETSIZE from netip=, netpeer=, netport= and netsize= on
+# the command line.
 # Verdict bits added here: 8 a test failed, 16 an unknown test.
 
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -183,6 +193,49 @@ test_ping() {
     return 1
 }
 
+# icmp_in_echos sets echos to the echo requests the kernel has received
+# (Icmp InEchos in /proc/net/snmp: a line of field names, then a line of
+# values), with builtins only.
+icmp_in_echos() {
+    echos=0
+    names=
+    while read -r proto rest; do
+        [ "$proto" = Icmp: ] || continue
+        if [ -z "$names" ]; then
+            names=$rest
+            continue
+        fi
+        # shellcheck disable=SC2086 # split the values
+        set -- $rest
+        for f in $names; do
+            if [ "$f" = InEchos ]; then
+                echos=$1
+                return
+            fi
+            shift
+        done
+        return
+    done < /proc/net/snmp
+}
+
+test_pinged() {
+    i=0
+    while [ $i -lt 600 ]; do
+        icmp_in_echos
+        if [ "$echos" -gt 0 ]; then
+            # The kernel answered at once; the reply still has to cross
+            # the VMM's transmit queue before the guest powers off.
+            sleep 1
+            echo "GUEST-NET-PINGED ok"
+            return 0
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "GUEST-NET-FAIL nobody pinged $NETIP"
+    return 1
+}
+
 test_netsend() {
     dd if=/dev/urandom of=/tmp/netsend bs=1M count="$NETSIZE" 2>/dev/null || { echo "GUEST-NET-FAIL dd"; return 1; }
     md5=$(md5sum /tmp/netsend)
@@ -202,10 +255,40 @@ test_netrecv() {
     echo "GUEST-NET-RECV-SUM ${md5%% *} $size"
 }
 
+# net_counters prints eth0's frame counters, the virtio feature bits its
+# driver negotiated, and its interrupts: what a benchmark compares between
+# VMMs.
+net_counters() {
+    line="GUEST-NET-COUNTERS $1"
+    for c in tx_packets tx_bytes rx_packets rx_bytes; do
+        read -r v < "/sys/class/net/eth0/statistics/$c"
+        line="$line $c=$v"
+    done
+    echo "$line"
+    for d in /sys/bus/virtio/devices/*; do
+        [ -e "$d/net/eth0" ] || continue
+        read -r f < "$d/features"
+        echo "GUEST-NET-FEATURES $f"
+    done
+    while read -r irq count rest; do
+        case $rest in *virtio*) echo "GUEST-NET-IRQ $irq $count ${rest##* }" ;; esac
+    done < /proc/interrupts
+}
+
 test_netbench() {
+    net_counters before-send
     dd if=/dev/zero bs=64k count=$((NETSIZE * 16)) 2>/dev/null | nc "$NETPEER" "$NETPORT" > /dev/null ||
         { echo "GUEST-NET-FAIL nc $NETPEER $NETPORT"; return 1; }
+    net_counters after-send
     echo "GUEST-NET-BENCH-DONE"
+}
+
+test_netbenchrecv() {
+    port=$((NETPORT + 1))
+    echo "GUEST-NET-LISTEN $port"
+    nc -l -p "$port" < /dev/null > /dev/null || { echo "GUEST-NET-FAIL nc -l $port"; return 1; }
+    net_counters after-recv
+    echo "GUEST-NET-BENCH-RECV-DONE"
 }
 
 test_virtio() {
@@ -242,9 +325,11 @@ for t in "$@"; do
         blkbench) test_blkbench || verdict=$((verdict | 8)) ;;
         netup)  test_netup || verdict=$((verdict | 8)) ;;
         ping)   test_ping || verdict=$((verdict | 8)) ;;
+        pinged) test_pinged || verdict=$((verdict | 8)) ;;
         netsend) test_netsend || verdict=$((verdict | 8)) ;;
         netrecv) test_netrecv || verdict=$((verdict | 8)) ;;
         netbench) test_netbench || verdict=$((verdict | 8)) ;;
+        netbenchrecv) test_netbenchrecv || verdict=$((verdict | 8)) ;;
         *)      echo "GUEST-TEST-UNKNOWN $t"; verdict=$((verdict | 16)) ;;
     esac
 done

@@ -100,13 +100,31 @@ func (f *fakeBackend) sent() [][]byte {
 	return append([][]byte(nil), f.tx...)
 }
 
+// fakeIRQ counts the used buffer notifications of each queue, and wakes
+// a driver waiting on wake[queue] (buffered, so none is lost).
 type fakeIRQ struct {
 	mu    sync.Mutex
 	count map[int]int
+	wake  [2]chan struct{}
 }
 
-func (f *fakeIRQ) NotifyQueue(i int) { f.mu.Lock(); f.count[i]++; f.mu.Unlock() }
-func (f *fakeIRQ) NotifyConfig()     {}
+func newFakeIRQ() *fakeIRQ {
+	return &fakeIRQ{count: map[int]int{}, wake: [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}}
+}
+
+func (f *fakeIRQ) NotifyQueue(i int) {
+	f.mu.Lock()
+	f.count[i]++
+	f.mu.Unlock()
+	if i >= 0 && i < len(f.wake) {
+		select {
+		case f.wake[i] <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *fakeIRQ) NotifyConfig() {}
 
 // rig is a network device on a fake backend, driven by fake drivers of
 // its two queues in a memory-backed guest.
@@ -134,7 +152,7 @@ func newRig(t testing.TB, features uint64, manual bool) *rig {
 	be := newFakeBackend()
 	dev, err := New(Config{Backend: be, MAC: stdnet.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x56}, ManualReceive: manual})
 	require.NoError(t, err)
-	r := &rig{t: t, mem: g, dev: dev, be: be, irq: &fakeIRQ{count: map[int]int{}}, failed: make(chan error, 8), features: features}
+	r := &rig{t: t, mem: g, dev: dev, be: be, irq: newFakeIRQ(), failed: make(chan error, 8), features: features}
 	r.rxKick, err = eventfd.New()
 	require.NoError(t, err)
 	r.txKick, err = eventfd.New()

@@ -7,6 +7,7 @@ package virtiotest
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/gvmm/gvmm/memory"
 	"github.com/gvmm/gvmm/virtio"
@@ -28,9 +29,12 @@ type Driver struct {
 	Desc, Avail, UsedRing uint64
 	Features              uint64
 	availIdx, lastUsed    uint16
-	free                  []uint16
-	heap, heapEnd         uint64
-	indirect              map[uint16]bool
+	// kicked is availIdx when KickNeeded last looked: the "old" of
+	// vring_need_event.
+	kicked        uint16
+	free          []uint16
+	heap, heapEnd uint64
+	indirect      map[uint16]bool
 }
 
 // NewDriver lays out a queue of size descriptors at guest-physical base
@@ -258,4 +262,83 @@ func (d *Driver) release(head uint16) {
 		}
 		i = binary.LittleEndian.Uint16(b[14:])
 	}
+}
+
+// fenceWord is the target of fence's locked read-modify-write.
+var fenceWord atomic.Uint32
+
+// fence is a full memory barrier: a locked read-modify-write orders every
+// earlier store before every later load on x86-64 (Intel SDM vol. 3A
+// section 9.2.2), as the driver's virtio_mb() does between publishing an
+// index and reading the device's event index.
+func fence() { fenceWord.Add(1) }
+
+// AvailIdx returns the driver's avail.idx: how many chains it has made
+// available so far.
+func (d *Driver) AvailIdx() uint16 { return d.availIdx }
+
+// KickNeeded reports whether the device wants a notification for the
+// chains made available since the last call, as Linux's
+// virtqueue_kick_prepare decides (virtio 1.2 section 2.7.10): with
+// VIRTIO_F_EVENT_IDX, when avail.idx moved past avail_event since the
+// last call; without it, unless the device set VIRTQ_USED_F_NO_NOTIFY.
+func (d *Driver) KickNeeded() bool {
+	fence()
+	old, now := d.kicked, d.availIdx
+	d.kicked = now
+	if d.Features&virtio.FeatureEventIdx != 0 {
+		// vring_need_event(avail_event, new, old).
+		return now-d.AvailEvent()-1 < now-old
+	}
+	return d.UsedFlags()&1 == 0
+}
+
+// HasUsed reports whether the device has returned chains that Used has
+// not taken yet.
+func (d *Driver) HasUsed() bool {
+	var b [2]byte
+	d.read(d.UsedRing+2, b[:])
+	return binary.LittleEndian.Uint16(b[:]) != d.lastUsed
+}
+
+// DisableInterrupts asks the device for no used buffer notifications
+// (VIRTQ_AVAIL_F_NO_INTERRUPT; with VIRTIO_F_EVENT_IDX Linux leaves
+// used_event behind instead, which this does too).
+func (d *Driver) DisableInterrupts() {
+	if d.Features&virtio.FeatureEventIdx == 0 {
+		d.SetAvailFlags(1)
+	}
+}
+
+// EnableInterrupts asks for a notification when the device returns the
+// next chain, and reports whether chains came back meanwhile (then no
+// notification may come for them): Linux's virtqueue_enable_cb_prepare
+// followed by virtqueue_poll.
+func (d *Driver) EnableInterrupts() bool {
+	return d.enableInterruptsAt(d.lastUsed)
+}
+
+// EnableInterruptsDelayed asks for a notification only when the device
+// has returned about three quarters of the chains outstanding, as Linux's
+// virtqueue_enable_cb_delayed does for transmit queues, and reports
+// whether that many came back already.
+func (d *Driver) EnableInterruptsDelayed() bool {
+	outstanding := d.availIdx - d.lastUsed
+	return d.enableInterruptsAt(d.lastUsed + outstanding*3/4)
+}
+
+func (d *Driver) enableInterruptsAt(event uint16) bool {
+	if d.Features&virtio.FeatureEventIdx != 0 {
+		d.SetUsedEvent(event)
+	} else {
+		d.SetAvailFlags(0)
+	}
+	fence()
+	var b [2]byte
+	d.read(d.UsedRing+2, b[:])
+	used := binary.LittleEndian.Uint16(b[:])
+	// Whether used.idx has passed event already (vring_need_event's
+	// comparison, as virtqueue_poll and virtqueue_enable_cb_delayed use
+	// it).
+	return used-event-1 < used-d.lastUsed
 }
