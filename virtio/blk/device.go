@@ -85,7 +85,8 @@ type Config struct {
 	// Serial is the GET_ID answer, at most IDBytes bytes.
 	Serial string
 	// Parallel is how many requests of one queue may run at once (on
-	// that many goroutines); DefaultParallel if 0, 1 for one at a time.
+	// that many goroutines); DefaultParallel if 0, 1 for one at a time
+	// (still taken and completed in batches).
 	Parallel int
 }
 
