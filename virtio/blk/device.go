@@ -8,9 +8,11 @@
 // holes); anything else is answered VIRTIO_BLK_S_UNSUPP.
 //
 // Each queue has a worker goroutine that waits for the queue's kick
-// eventfd, takes every available request, does its I/O straight between
-// guest memory and the image (preadv/pwritev), completes it, and raises the
-// queue's interrupt when the driver wants one. A completion is published
+// eventfd, takes the available requests in batches of up to 16, does their
+// I/O straight between guest memory and the image (pread/pwrite,
+// preadv/pwritev; up to Config.Parallel at once), completes them in the
+// order it took them, and raises the queue's interrupt once per batch when
+// the driver wants one. A completion is published
 // only after the I/O returned, so nothing the guest saw complete is lost if
 // gvmm dies.
 //
