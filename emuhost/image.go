@@ -41,9 +41,11 @@ type Packages struct {
 var DefaultPackages = Packages{KernelMeta: "linux-image-amd64", Busybox: "busybox-static"}
 
 // Modules are the kernel modules the host loads, with their dependencies:
-// KVM on AMD, the 9p file system over virtio-pci, and what network tests
-// need (tap devices, veth pairs, bridges).
-var Modules = []string{"kvm_amd", "virtio_pci", "9pnet_virtio", "9p", "tun", "veth", "bridge"}
+// KVM on AMD, the 9p file system over virtio-pci, what network tests need
+// (tap devices, veth pairs, bridges), and loop devices (the block
+// benchmark's disk: a file on the host's tmpfs, so that its I/O stays in
+// the emulated host instead of crossing 9p).
+var Modules = []string{"kvm_amd", "virtio_pci", "9pnet_virtio", "9p", "tun", "veth", "bridge", "loop"}
 
 // imageFormat changes whenever the way an image is built changes, so
 // that cached images made the old way are rebuilt.

@@ -8,9 +8,11 @@
 // holes); anything else is answered VIRTIO_BLK_S_UNSUPP.
 //
 // Each queue has a worker goroutine that waits for the queue's kick
-// eventfd, takes every available request, does its I/O straight between
-// guest memory and the image (preadv/pwritev), completes it, and raises the
-// queue's interrupt when the driver wants one. A completion is published
+// eventfd, takes the available requests in batches of up to 16, does their
+// I/O straight between guest memory and the image (pread/pwrite,
+// preadv/pwritev; up to Config.Parallel at once), completes them in the
+// order it took them, and raises the queue's interrupt once per batch when
+// the driver wants one. A completion is published
 // only after the I/O returned, so nothing the guest saw complete is lost if
 // gvmm dies.
 //
@@ -85,7 +87,8 @@ type Config struct {
 	// Serial is the GET_ID answer, at most IDBytes bytes.
 	Serial string
 	// Parallel is how many requests of one queue may run at once (on
-	// that many goroutines); DefaultParallel if 0, 1 for one at a time.
+	// that many goroutines); DefaultParallel if 0, 1 for one at a time
+	// (still taken and completed in batches).
 	Parallel int
 }
 

@@ -11,19 +11,29 @@ import (
 
 // maxBatch is how many requests a worker takes from its queue before it
 // completes them: they run concurrently on up to Config.Parallel
-// goroutines, as QEMU's thread pool runs a queue's requests.
+// goroutines (one after the other with Parallel 1), as QEMU's thread pool
+// runs a queue's requests.
 const maxBatch = 16
 
 // slot is one request in flight: its chain, its parsed form and the I/O
 // scratch it runs with. A slot is run by one goroutine at a time.
+//
+// The fields a request touches after its system call come first, on the
+// same cache lines and page as the chain, and the segments of the rare
+// DISCARD and WRITE_ZEROES requests last: where a system call costs the
+// process its TLB entries (a paravirtualized guest such as kvm_pvm's),
+// every other page touched per request costs a TLB miss (measured by
+// BenchmarkRequests).
 type slot struct {
 	w       *worker
-	chain   virtio.Chain
-	req     Request
-	segs    [maxSegments]Segment
 	io      *disk.IO
 	written uint32
-	err     error
+	// failed says the request was answered with an error status.
+	failed bool
+	err    error
+	chain  virtio.Chain
+	req    Request
+	segs   [maxSegments]Segment
 }
 
 // worker serves one queue.
@@ -52,11 +62,11 @@ type worker struct {
 func newWorker(d *Device, index int, aq virtio.ActiveQueue, a virtio.Activation) *worker {
 	w := &worker{dev: d, index: index, q: aq.Queue, kick: aq.Kick, irq: a.Interrupt, fail: a.Fail,
 		ro: d.cfg.Disk.ReadOnly(), size: d.cfg.Disk.Size()}
-	n := 1
-	if d.cfg.Parallel > 1 {
-		n = maxBatch
-	}
-	for i := 0; i < n; i++ {
+	// A batch is up to maxBatch requests even when they run one at a
+	// time: taking them from the ring together, completing them together
+	// and raising one interrupt for them costs less per request than
+	// doing each by itself.
+	for i := 0; i < maxBatch; i++ {
 		w.slots = append(w.slots, &slot{w: w, io: d.cfg.Disk.NewIO()})
 	}
 	if d.cfg.Parallel > 1 {
@@ -142,6 +152,7 @@ func (w *worker) process() {
 				break
 			}
 			w.runBatch(w.slots[:n])
+			w.count(w.slots[:n])
 			for _, s := range w.slots[:n] {
 				if s.err != nil {
 					w.breakQueue(s.err)
@@ -159,6 +170,26 @@ func (w *worker) process() {
 		if !q.EnableNotifications() {
 			return
 		}
+	}
+}
+
+// count adds the batch's answered requests to the device's counters, once
+// per batch, before any is pushed (so that a driver that sees one complete
+// sees it counted).
+func (w *worker) count(slots []*slot) {
+	var total, failed uint64
+	for _, s := range slots {
+		if s.err != nil {
+			break
+		}
+		total++
+		if s.failed {
+			failed++
+		}
+	}
+	w.dev.requests.Add(total)
+	if failed > 0 {
+		w.dev.errors.Add(failed)
 	}
 }
 
@@ -207,11 +238,8 @@ func (s *slot) handle() (uint32, error) {
 	if err := Parse(&s.chain, r); err != nil {
 		return 0, err
 	}
-	s.w.dev.requests.Add(1)
 	status, written := s.execute(r)
-	if status != StatusOK {
-		s.w.dev.errors.Add(1)
-	}
+	s.failed = status != StatusOK
 	r.SetStatus(status)
 	return uint32(written) + 1, nil
 }
