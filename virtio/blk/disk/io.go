@@ -266,30 +266,31 @@ func advance(iov []unix.Iovec, n uint64) []unix.Iovec {
 // Where the file system cannot punch holes, nothing is done: a discard is
 // only a hint (virtio 1.2 section 5.2.6.2).
 func (x *IO) Discard(off, n uint64) error {
+	_, err := x.punchRange("discard", off, n)
+	return err
+}
+
+// punchRange punches [off, off+n) out of a writable disk's file for the
+// operation op. unsupported says that the file system cannot punch holes,
+// and then nothing was done.
+func (x *IO) punchRange(op string, off, n uint64) (unsupported bool, err error) {
 	if x.f.ro {
-		return fmt.Errorf("discard: %w", unix.EROFS)
+		return false, fmt.Errorf("%s: %w", op, unix.EROFS)
 	}
 	if err := x.check(off, n); err != nil {
-		return err
+		return false, err
 	}
-	err := x.punch(off, n)
+	err = x.punch(off, n)
 	if err == unix.EOPNOTSUPP || err == unix.ENODEV {
-		return nil
+		return true, nil
 	}
-	return err
+	return false, err
 }
 
 // WriteZeroes makes [off, off+n) read as zeros: by punching a hole where
 // the file system can, else by writing zeros.
 func (x *IO) WriteZeroes(off, n uint64) error {
-	if x.f.ro {
-		return fmt.Errorf("write zeroes: %w", unix.EROFS)
-	}
-	if err := x.check(off, n); err != nil {
-		return err
-	}
-	err := x.punch(off, n)
-	if err != unix.EOPNOTSUPP && err != unix.ENODEV {
+	if unsupported, err := x.punchRange("write zeroes", off, n); !unsupported {
 		return err
 	}
 	if x.bounce == nil {
