@@ -80,18 +80,7 @@ func (x *IO) direct(bufs [][]byte, off, n uint64) (asIs, bounced bool) {
 
 // ReadAt fills bufs with the image's bytes from off.
 func (x *IO) ReadAt(bufs [][]byte, off uint64) error {
-	n := total(bufs)
-	if err := x.check(off, n); err != nil {
-		return err
-	}
-	asIs, bounced := x.direct(bufs, off, n)
-	switch {
-	case asIs:
-		return x.rw(x.f.fd, bufs, off, false)
-	case bounced:
-		return x.bounced(bufs, off, n, false)
-	}
-	return x.rw(x.f.bufFD, bufs, off, false)
+	return x.transfer(bufs, off, false)
 }
 
 // WriteAt writes bufs to the image at off.
@@ -99,6 +88,14 @@ func (x *IO) WriteAt(bufs [][]byte, off uint64) error {
 	if x.f.ro {
 		return fmt.Errorf("write: %w", unix.EROFS)
 	}
+	return x.transfer(bufs, off, true)
+}
+
+// transfer moves bufs from or to the image at off: straight through the
+// image's descriptor (O_DIRECT with cache=none) when the access is aligned
+// as it needs (see direct), through the bounce buffer when only the guest's
+// buffers are not, else through the page-cache descriptor.
+func (x *IO) transfer(bufs [][]byte, off uint64, write bool) error {
 	n := total(bufs)
 	if err := x.check(off, n); err != nil {
 		return err
@@ -106,11 +103,11 @@ func (x *IO) WriteAt(bufs [][]byte, off uint64) error {
 	asIs, bounced := x.direct(bufs, off, n)
 	switch {
 	case asIs:
-		return x.rw(x.f.fd, bufs, off, true)
+		return x.rw(x.f.fd, bufs, off, write)
 	case bounced:
-		return x.bounced(bufs, off, n, true)
+		return x.bounced(bufs, off, n, write)
 	}
-	return x.rw(x.f.bufFD, bufs, off, true)
+	return x.rw(x.f.bufFD, bufs, off, write)
 }
 
 // bounced moves an aligned range through the aligned bounce buffer.
