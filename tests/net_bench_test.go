@@ -162,7 +162,9 @@ type vmmCPU struct {
 // readVMMCPU reads process pid's threads' CPU time outside their guest:
 // utime + stime - guest_time (proc(5), /proc/PID/task/TID/stat fields 14,
 // 15 and 43, in clock ticks of 1/100 s). ok is false once the process is
-// gone.
+// gone. A rough figure: Linux scales utime and stime to the thread's
+// runtime but counts guest_time in raw ticks, so the difference of two
+// readings can even be negative over a short interval.
 func readVMMCPU(pid int) vmmCPU {
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
