@@ -498,7 +498,7 @@ func HoldScript(argv []string, ready string) string {
 	var b strings.Builder
 	b.WriteString("# written by emuhost: keep a KVM VM open in the emulated host\n")
 	b.WriteString("exec </dev/null >/dev/ttyS0 2>&1\nexec")
-	for _, a := range append(argv, ready) {
+	for _, a := range append(append([]string(nil), argv...), ready) {
 		b.WriteString(" " + quote(a))
 	}
 	b.WriteString("\n")
