@@ -307,3 +307,50 @@ func TestCPUState(t *testing.T) {
 		cpuState(sock))
 	assert.Contains(t, cpuState(filepath.Join(t.TempDir(), "none")), "QEMU's monitor did not answer: ")
 }
+
+// TestRunRetries: a host that crashes under the command is booted again
+// and the command runs again, as often as Retries allows; a command that
+// fails is never run again.
+func TestRunRetries(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		crashes int // the first runs in which the host crashes
+		retries int
+		runs    int // how many times QEMU started
+		status  int
+		err     string
+		stderr  string
+	}{
+		{name: "crash, then the status", crashes: 1, retries: 1, runs: 2, status: 3,
+			stderr: "emuhost: the emulated host failed, not the command: running it again in a new host (attempt 2 of 2)"},
+		{name: "crashes every time", crashes: 5, retries: 1, runs: 2,
+			err: "the emulated host stopped before the command finished; the console's last lines:\nKernel panic"},
+		{name: "no retries", crashes: 1, retries: 0, runs: 1, err: "Kernel panic"},
+		{name: "a failing command runs once", crashes: 0, retries: 2, runs: 1, status: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			count := filepath.Join(tmp, "count")
+			qemu := filepath.Join(tmp, "qemu")
+			script := fmt.Sprintf("#!/bin/sh\nfor a; do case $a in *emuhost.dir=*) dir=${a##*emuhost.dir=}; dir=${dir%%%% *} ;; esac; done\n"+
+				"echo run >> %s\nn=$(wc -l < %s)\n"+
+				"if [ $n -le %d ]; then echo 'Kernel panic - not syncing: Fatal exception'; exit 0; fi\n"+
+				"echo 3 > \"$dir/status\"\n", count, count, tc.crashes)
+			require.NoError(t, os.WriteFile(qemu, []byte(script), 0o755))
+			var stdout, stderr bytes.Buffer
+			status, err := Run(context.Background(), Image{Kernel: "k", Initrd: "i"},
+				Config{QEMU: qemu, RunDir: tmp, Retries: tc.retries, Stdout: &stdout, Stderr: &stderr}, []string{"true"})
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+			} else {
+				require.NoError(t, err)
+				assert.Equal(t, tc.status, status)
+			}
+			assert.Contains(t, stderr.String(), tc.stderr)
+			runs, err := os.ReadFile(count)
+			require.NoError(t, err)
+			assert.Equal(t, tc.runs, strings.Count(string(runs), "run"))
+		})
+	}
+}

@@ -3,6 +3,7 @@ package emuhost
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -62,6 +63,10 @@ type Config struct {
 	Stdout, Stderr io.Writer
 	// Verbose shows the QEMU command and the host kernel's messages.
 	Verbose bool
+	// Retries is how many times Run may run argv again, from the start
+	// and in a new host, after the host crashed or locked up under it
+	// (see Run). The command must be able to start over.
+	Retries int
 	// Holder, when set, is a command the host starts before argv and
 	// keeps running for its whole life, with the path of a file to
 	// create once it holds a KVM VM open as its last argument; the host
@@ -76,8 +81,34 @@ const DefaultMemory = "12G"
 
 // Run runs argv in the emulated host booted from img and returns its exit
 // status. An error means the host itself failed: QEMU is missing, could not
-// start, or the host stopped before the command ended.
+// start, or the host stopped before the command ended. When the host
+// crashes or locks up (a HostStoppedError or HostLockupError) and
+// cfg.Retries allows, Run says so on cfg.Stderr and runs argv again from
+// the start in a freshly booted host.
 func Run(ctx context.Context, img Image, cfg Config, argv []string) (int, error) {
+	for attempt := 1; ; attempt++ {
+		status, err := runOnce(ctx, img, cfg, argv)
+		if err == nil || !hostFault(err) || attempt > cfg.Retries || ctx.Err() != nil {
+			return status, err
+		}
+		if cfg.Stderr != nil {
+			fmt.Fprintf(cfg.Stderr, "emuhost: %v\nemuhost: the emulated host failed, not the command: running it again in a new host (attempt %d of %d)\n",
+				err, attempt+1, cfg.Retries+1)
+		}
+	}
+}
+
+// hostFault reports whether err says that the host's kernel crashed or
+// locked up under the command. A command cannot do that by itself:
+// whatever it did, a kernel that panics or hangs under it is a fault of the
+// host (or of QEMU's software CPU beneath it).
+func hostFault(err error) bool {
+	var stopped *HostStoppedError
+	var lockup *HostLockupError
+	return errors.As(err, &stopped) || errors.As(err, &lockup)
+}
+
+func runOnce(ctx context.Context, img Image, cfg Config, argv []string) (int, error) {
 	if len(argv) == 0 {
 		return 0, fmt.Errorf("no command to run")
 	}
@@ -425,8 +456,8 @@ func (f *lineFilter) Flush() {
 }
 
 // consoleTailBytes is how much of the console's end a HostStoppedError
-// keeps: enough for a kernel panic's report.
-const consoleTailBytes = 8 << 10
+// keeps: enough for a kernel oops's whole report.
+const consoleTailBytes = 16 << 10
 
 // HostStoppedError says the host ended without the command's exit status:
 // it panicked, ran out of memory, or its command killed it.
@@ -449,7 +480,7 @@ func (e *HostStoppedError) Error() string {
 }
 
 // consoleTailLines is how many console lines a HostStoppedError shows.
-const consoleTailLines = 30
+const consoleTailLines = 100
 
 // consoleTail keeps the last max bytes written to it.
 type consoleTail struct {

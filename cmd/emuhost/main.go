@@ -63,6 +63,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		cache    = fs.String("cache", os.Getenv("GVMM_EMULATED_HOST_CACHE"), "folder for the host's kernel and initramfs (GVMM_EMULATED_HOST_CACHE; default .cache/emuhost of the gvmm repository, or the user cache)")
 		kernel   = fs.String("kernel-package", os.Getenv("GVMM_EMULATED_HOST_KERNEL"), "Debian kernel image package of the host (GVMM_EMULATED_HOST_KERNEL; default: what "+emuhost.DefaultPackages.KernelMeta+" depends on)")
 		timeout  = fs.Duration("timeout", 0, "stop the host after this long (0: never)")
+		retries  = fs.Int("retries", 0, "run the command again from the start, in a new host, up to this many times when the host crashes or locks up under it")
 		prepare  = fs.Bool("prepare", false, "only build the host's kernel and initramfs, and print their folder")
 		quiet    = fs.BoolP("quiet", "q", false, "do not say that the emulated host is used")
 		verbose  = fs.BoolP("verbose", "v", false, "show the QEMU command and the host kernel's messages")
@@ -139,6 +140,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	cfg := emuhost.Config{
 		CPUs: *cpus, Memory: *memory, Append: *appendCL, Verbose: *verbose,
 		RunDir: filepath.Join(*cache, "runs"), Stdin: stdin, Stdout: stdout, Stderr: stderr,
+		Retries: *retries,
 	}
 	// This very program keeps a VM open in the host (emuhost.HoldVM):
 	// the host sees this machine's files at the same paths.
