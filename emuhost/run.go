@@ -279,10 +279,11 @@ func qemuArgs(img Image, cfg Config, runDir string, interactive bool) []string {
 	// ten boots of two loops of short VMs, and in about one run in three of
 	// the vmtest tests; with shadow paging, 20 boots and the vmtest runs
 	// passed (docs/testing.md). Append kvm_amd.npt=1 to bring it back.
-	// Those crashes were most likely QEMU running stale code after the
-	// host patched itself (see HoldVM): with the VM held open, nested
+	// Holding a VM open (see HoldVM) makes them much rarer: with it, nested
 	// paging ran 12 runs of machine.test and 12 boots in a row without a
-	// fault. Shadow paging stays until nested paging has a history in CI.
+	// fault. It does not explain them all (the same stack overflow came
+	// back once under shadow paging, docs/testing.md), and shadow paging
+	// stays until nested paging has a history in CI.
 	cmdline := "console=ttyS0 panic=-1 mitigations=off kvm_amd.npt=0 emuhost.dir=" + runDir
 	if cfg.Verbose {
 		cmdline += " loglevel=7"
