@@ -112,7 +112,7 @@ func TestLineFilter(t *testing.T) {
 func TestQEMUArgs(t *testing.T) {
 	args := strings.Join(qemuArgs(Image{Kernel: "/k", Initrd: "/i"}, Config{CPUs: 3, Memory: "2G", Append: "foo=1"}, "/r", false), " ")
 	for _, want := range []string{"-accel tcg,thread=multi", "-cpu EPYC,+svm,+npt", "-smp 3", "-m 2G", "-kernel /k", "-initrd /i",
-		"emuhost.dir=/r", "kvm_amd.npt=0", "quiet loglevel=1 foo=1", "stdio,id=console,signal=on", "path=/,mount_tag=host",
+		"emuhost.dir=/r", "kvm_amd.npt=0", "clocksource=tsc tsc=reliable", "quiet loglevel=1 foo=1", "stdio,id=console,signal=on", "path=/,mount_tag=host",
 		"-monitor unix:/r/monitor,server=on,wait=off", "file,id=heartbeat,path=/r/heartbeat -serial chardev:heartbeat"} {
 		assert.Contains(t, args, want)
 	}
@@ -153,17 +153,19 @@ func TestRunInEmulatedHost(t *testing.T) {
 		Dir: dir, Env: []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "GREETING=hello 'host'"},
 		RunDir: filepath.Join(cache, "runs"), Stdout: &out, Stderr: &out,
 		// A module option on the host's command line reaches insmod;
-		// kvm-amd runs without nested paging by default (qemuArgs).
+		// kvm-amd runs without nested paging by default, and the host
+		// keeps time with the TSC (qemuArgs).
 		Append: "kvm_amd.nested=0",
 		// This test binary holds a VM open (TestMain), as emuhost
 		// --hold-vm does: one process has a kvm-vm descriptor.
 		Holder: []string{self, "hold-vm"},
 	}, []string{"sh", "-c", `echo "$GREETING"; cat in; echo; test -c /dev/kvm && echo kvm; ` +
 		`cat /sys/module/kvm_amd/parameters/nested /sys/module/kvm_amd/parameters/npt; ` +
+		`cat /sys/devices/system/clocksource/clocksource0/current_clocksource; ` +
 		`ls -l /proc/[0-9]*/fd 2>/dev/null | grep -c 'anon_inode:kvm-vm'; echo inside > out; exit 7`})
 	require.NoError(t, err, out.String())
 	assert.Equal(t, 7, status)
-	assert.Equal(t, "hello 'host'\nfrom outside\nkvm\n0\nN\n1\n", out.String())
+	assert.Equal(t, "hello 'host'\nfrom outside\nkvm\n0\nN\ntsc\n1\n", out.String())
 	got, err := os.ReadFile(filepath.Join(dir, "out"))
 	require.NoError(t, err)
 	assert.Equal(t, "inside\n", string(got), "the command writes this machine's files")

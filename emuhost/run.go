@@ -284,7 +284,17 @@ func qemuArgs(img Image, cfg Config, runDir string, interactive bool) []string {
 	// fault. It does not explain them all (the same stack overflow came
 	// back once under shadow paging, docs/testing.md), and shadow paging
 	// stays until nested paging has a history in CI.
-	cmdline := "console=ttyS0 panic=-1 mitigations=off kvm_amd.npt=0 emuhost.dir=" + runDir
+	//
+	// clocksource=tsc tsc=reliable: the host's kernel otherwise finds
+	// TCG's TSC unstable and keeps time with the HPET, whose every read
+	// is an MMIO access that QEMU emulates. clock_gettime then leaves the
+	// vDSO for a system call: a Go time.Now in the host took 2.58 µs with
+	// the HPET and 0.28 µs with the TSC, and the Go runtime (gvmm's, the
+	// tests') reads the clock on every goroutine switch. TCG's TSC is this
+	// machine's own, read through, so it runs at one rate on every CPU.
+	// A host CPU was once seen spinning in read_hpet with interrupts off
+	// (docs/testing.md).
+	cmdline := "console=ttyS0 panic=-1 mitigations=off kvm_amd.npt=0 clocksource=tsc tsc=reliable emuhost.dir=" + runDir
 	if cfg.Verbose {
 		cmdline += " loglevel=7"
 	} else {
