@@ -2,10 +2,7 @@
 // guest-physical address space, with bounds-checked access.
 //
 // RAM is mapped with MAP_NORESERVE and is never pre-touched, so the VMM's
-// resident size grows only with the memory the guest actually uses (in
-// 2 MiB transparent huge pages where the host gives them: Debian's stock
-// cloud kernel booted in 4608 MiB has gvmm at about 310 MiB instead of
-// 160 MiB with 4 KiB pages). Below
+// resident size grows only with the pages the guest actually uses. Below
 // 4 GiB the layout leaves a 32-bit hole for MMIO (PCI BARs, virtio-mmio, the
 // IOAPIC and local APIC); RAM that does not fit below the hole continues at
 // 4 GiB, as on PC hardware.
@@ -88,7 +85,7 @@ func New(size uint64) (*Guest, error) {
 	g := &Guest{size: size}
 	for _, r := range Layout(size) {
 		// MAP_NORESERVE: the host commits pages only when the guest touches
-		// them, so a 4 GiB guest that uses 100 MiB costs about that.
+		// them, so a 4 GiB guest that uses 100 MiB costs 100 MiB.
 		m, err := unix.Mmap(-1, 0, int(r[1]-r[0]), unix.PROT_READ|unix.PROT_WRITE,
 			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 		if err != nil {
@@ -96,14 +93,6 @@ func New(size uint64) (*Guest, error) {
 			return nil, fmt.Errorf("map %d MiB of guest memory: %w", (r[1]-r[0])>>20, err)
 		}
 		g.regions = append(g.regions, Region{GPA: r[0], Mem: m})
-		// Transparent huge pages for guest RAM, as QEMU asks for its
-		// own (madvise(2) MADV_HUGEPAGE): where the host's THP mode is
-		// "madvise" (Debian's default) the guest's memory is otherwise
-		// backed by 4 KiB pages only, so that KVM maps it 4 KiB at a
-		// time and every O_DIRECT transfer pins it page by page. It is
-		// a hint: a kernel without THP refuses it (EINVAL), and the
-		// guest runs all the same.
-		_ = unix.Madvise(m, unix.MADV_HUGEPAGE)
 	}
 	return g, nil
 }
