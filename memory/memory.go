@@ -2,9 +2,7 @@
 // guest-physical address space, with bounds-checked access.
 //
 // RAM is mapped with MAP_NORESERVE and is never pre-touched, so the VMM's
-// resident size grows only with the pages the guest actually uses. Each
-// region's host mapping starts on a 2 MiB boundary, as QEMU's guest RAM does
-// (see mapAligned). Below
+// resident size grows only with the pages the guest actually uses. Below
 // 4 GiB the layout leaves a 32-bit hole for MMIO (PCI BARs, virtio-mmio, the
 // IOAPIC and local APIC); RAM that does not fit below the hole continues at
 // 4 GiB, as on PC hardware.
@@ -30,9 +28,6 @@ const (
 	// MinSize is the smallest guest RAM gvmm accepts: a Linux kernel with an
 	// initramfs needs tens of MiB; below 16 MiB nothing useful boots.
 	MinSize = 16 << 20
-	// HugePageSize is the x86-64 2 MiB large page: the alignment of every
-	// region's host mapping (mapAligned).
-	HugePageSize = 2 << 20
 	// MaxSize caps guest RAM at the 4-level paging guest-physical limit that
 	// a conservative VMM should assume (1 TiB keeps well inside any host's
 	// MAXPHYADDR).
@@ -89,7 +84,10 @@ func New(size uint64) (*Guest, error) {
 	}
 	g := &Guest{size: size}
 	for _, r := range Layout(size) {
-		m, err := mapAligned(r[1] - r[0])
+		// MAP_NORESERVE: the host commits pages only when the guest touches
+		// them, so a 4 GiB guest that uses 100 MiB costs 100 MiB.
+		m, err := unix.Mmap(-1, 0, int(r[1]-r[0]), unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 		if err != nil {
 			g.Close()
 			return nil, fmt.Errorf("map %d MiB of guest memory: %w", (r[1]-r[0])>>20, err)
@@ -99,53 +97,11 @@ func New(size uint64) (*Guest, error) {
 	return g, nil
 }
 
-// mapAligned maps n bytes of anonymous memory that start on a HugePageSize
-// boundary.
-//
-// Why the alignment: KVM maps a memory slot's pages into the guest with
-// 2 MiB entries only where the guest-physical and host-virtual addresses
-// agree modulo 2 MiB; otherwise it marks the whole slot as 4 KiB-only
-// (kvm_alloc_memslot_metadata, disallow_lpage, in Linux's
-// arch/x86/kvm/x86.c). Every region's guest-physical start (0 and 4 GiB) is
-// 2 MiB-aligned, and Linux before 6.7 places a large anonymous mapping on any
-// 4 KiB boundary, so without this the host's transparent huge pages still
-// back guest RAM but the guest reaches it through 4 KiB mappings, each
-// faulted in separately. QEMU aligns its guest RAM the same way.
-//
-// It reserves n plus 2 MiB and unmaps the unaligned head and tail.
-// MAP_NORESERVE: the host commits pages only when the guest touches them, so
-// a 4 GiB guest that uses 100 MiB costs about that.
-func mapAligned(n uint64) ([]byte, error) {
-	total := uintptr(n) + HugePageSize
-	p, err := unix.MmapPtr(-1, 0, nil, total, unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
-	if err != nil {
-		return nil, err
-	}
-	head := -uintptr(p) & (HugePageSize - 1)
-	tail := total - head - uintptr(n)
-	if head > 0 {
-		if err := unix.MunmapPtr(p, head); err != nil {
-			_ = unix.MunmapPtr(p, total)
-			return nil, fmt.Errorf("trim mapping head: %w", err)
-		}
-	}
-	start := unsafe.Add(p, head)
-	if tail > 0 {
-		if err := unix.MunmapPtr(unsafe.Add(start, n), tail); err != nil {
-			_ = unix.MunmapPtr(start, total-head)
-			return nil, fmt.Errorf("trim mapping tail: %w", err)
-		}
-	}
-	return unsafe.Slice((*byte)(start), n), nil
-}
-
 // Close unmaps guest RAM. The VM must be gone (or its slots deleted) first.
 func (g *Guest) Close() error {
 	var errs []error
 	for _, r := range g.regions {
-		// Not unix.Munmap: mapAligned's mappings are not in its table.
-		if err := unix.MunmapPtr(unsafe.Pointer(&r.Mem[0]), uintptr(len(r.Mem))); err != nil {
+		if err := unix.Munmap(r.Mem); err != nil {
 			errs = append(errs, fmt.Errorf("unmap guest RAM at %#x: %w", r.GPA, err))
 		}
 	}

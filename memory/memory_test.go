@@ -1,10 +1,6 @@
 package memory
 
 import (
-	"bufio"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -32,58 +28,6 @@ func TestNewRejects(t *testing.T) {
 	assert.ErrorContains(t, err, "too large")
 	_, err = New(MinSize + 1)
 	assert.ErrorContains(t, err, "multiple")
-}
-
-// noReserveBytes sums the sizes of this process's mappings that carry
-// VM_NORESERVE ("nr" in /proc/self/smaps' VmFlags, proc(5)): guest RAM's,
-// and whatever mapAligned failed to trim.
-func noReserveBytes(t *testing.T) uint64 {
-	f, err := os.Open("/proc/self/smaps")
-	require.NoError(t, err)
-	defer f.Close()
-	var total, size uint64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		switch {
-		case len(fields) == 3 && fields[0] == "Size:":
-			kb, err := strconv.ParseUint(fields[1], 10, 64)
-			require.NoError(t, err)
-			size = kb << 10
-		case len(fields) > 0 && fields[0] == "VmFlags:":
-			for _, fl := range fields[1:] {
-				if fl == "nr" {
-					total += size
-				}
-			}
-		}
-	}
-	require.NoError(t, sc.Err())
-	return total
-}
-
-// Every region's host mapping starts on a 2 MiB boundary, so that KVM may map
-// it with large pages, and New maps exactly the RAM asked for: the alignment
-// slack is unmapped, and Close unmaps the rest.
-func TestNewAlignsRegions(t *testing.T) {
-	for _, size := range []uint64{MinSize, MinSize + PageSize, 256<<20 + 3*PageSize, 5<<30 + PageSize} {
-		before := noReserveBytes(t)
-		g, err := New(size)
-		require.NoError(t, err, "size %#x", size)
-		assert.Equal(t, before+size, noReserveBytes(t), "size %#x: mapped bytes", size)
-		for _, r := range g.Regions() {
-			assert.Zero(t, r.HostAddr()%HugePageSize, "size %#x: region at %#x starts at host %#x", size, r.GPA, r.HostAddr())
-			// The first and last byte are there and writable.
-			_, err := g.WriteAt([]byte{1}, int64(r.GPA))
-			require.NoError(t, err)
-			_, err = g.WriteAt([]byte{2}, int64(r.End()-1))
-			require.NoError(t, err)
-			assert.Equal(t, byte(1), r.Mem[0])
-			assert.Equal(t, byte(2), r.Mem[len(r.Mem)-1])
-		}
-		require.NoError(t, g.Close())
-		assert.Equal(t, before, noReserveBytes(t), "size %#x: bytes left mapped after Close", size)
-	}
 }
 
 func TestBoundsChecked(t *testing.T) {
