@@ -35,12 +35,12 @@ bench-net:
 # CPU, a page fault on the user stack at the first instruction of
 # entry_SYSCALL_64, in which neither VMM takes part: under shadow paging
 # QEMU's guest in the second round of both runs tried while the host kept
-# time with the HPET; under nested paging, since the host uses the TSC,
-# gvmm's guest (its RAM now 2 MiB-aligned, so KVM maps it with 2 MiB
-# pages) in each of the three runs that got that far and QEMU's once, in a
-# run of a build whose RAM was not aligned. Under shadow paging with the
-# TSC clock, every round of both VMMs ran (docs/testing.md has more on the
-# emulated host's crashes).
+# time with the HPET; since the host uses the TSC, gvmm's guest in each of
+# the three runs under nested paging that got that far and in one of two
+# under shadow paging, all with a build that placed guest RAM on a 2 MiB
+# boundary (taken back), and QEMU's once under nested paging. With the TSC
+# clock, shadow paging ran every round of both VMMs in the runs of today's
+# build (docs/testing.md has more on the emulated host's crashes).
 bench-net-qemu: build guest
 	@mkdir -p $(OUT) $(TESTBIN)
 	$(GO) test -c -o $(TESTBIN)/tests.test ./tests
