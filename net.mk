@@ -39,7 +39,7 @@ bench-net:
 # the three runs under nested paging that got that far and in one of two
 # under shadow paging, all with a build that placed guest RAM on a 2 MiB
 # boundary (taken back), and QEMU's once under nested paging. With the TSC
-# clock, shadow paging ran every round of both VMMs in the runs of today's
+# clock, shadow paging ran every round of both VMMs in the one run of today's
 # build (docs/testing.md has more on the emulated host's crashes).
 bench-net-qemu: build guest
 	@mkdir -p $(OUT) $(TESTBIN)
